@@ -1,0 +1,246 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Consistency is a read or write quorum setting: an explicit count or one of
+// the named levels. The zero value means "use the cluster default".
+type Consistency int
+
+// Named consistency levels. Positive values are explicit replica counts.
+const (
+	ConsistencyDefault Consistency = 0
+	One                Consistency = 1
+	Quorum             Consistency = -1 // N/2+1
+	All                Consistency = -2 // N
+	// Primary (writes only): the write must be durable on the key's first
+	// replica, so a node cut off from a key's primary cannot accept writes for
+	// it (the seed's CP behaviour).
+	Primary Consistency = -3
+)
+
+// ParseConsistency parses "1", "2", …, "one", "quorum", "all", "primary" and
+// "" (default).
+func ParseConsistency(s string) (Consistency, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "default":
+		return ConsistencyDefault, nil
+	case "one":
+		return One, nil
+	case "quorum":
+		return Quorum, nil
+	case "all":
+		return All, nil
+	case "primary":
+		return Primary, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("node: bad consistency %q: want a count ≥ 1, quorum, all or primary", s)
+	}
+	return Consistency(n), nil
+}
+
+func (c Consistency) String() string {
+	switch c {
+	case ConsistencyDefault:
+		return "default"
+	case Quorum:
+		return "quorum"
+	case All:
+		return "all"
+	case Primary:
+		return "primary"
+	}
+	return strconv.Itoa(int(c))
+}
+
+// count resolves c against replication factor n, with def used for the
+// default level. Primary counts as one ack that must be the primary's.
+func (c Consistency) count(n int, def Consistency) int {
+	if c == ConsistencyDefault {
+		c = def
+	}
+	switch c {
+	case ConsistencyDefault:
+		return 1
+	case Quorum:
+		return n/2 + 1
+	case All:
+		return n
+	case Primary:
+		return 1
+	}
+	if int(c) > n {
+		return n
+	}
+	return int(c)
+}
+
+// Config configures a node. Build one with DefaultConfig and change what you
+// need; Open validates it and fills in derived defaults.
+type Config struct {
+	// Name is the human-readable member name, unique in the cluster. Default:
+	// the host name.
+	Name string
+	// DataDir is the pebble directory. Required unless InMemory.
+	DataDir string
+	// InMemory keeps all data in memory (pebble's vfs.NewMem): for tests and
+	// ephemeral edge nodes. A restart loses everything and gets a new identity.
+	InMemory bool
+
+	// BindAddr is the gossip address (TCP and UDP). Default 127.0.0.1:7946.
+	BindAddr string
+	// AdvertiseAddr is the gossip address other nodes use. Default: BindAddr.
+	AdvertiseAddr string
+	// RPCAddr is the peer-RPC listen address. Default: BindAddr's host, port+1.
+	RPCAddr string
+	// HTTPAddr is the client HTTP API address; empty disables the HTTP server.
+	HTTPAddr string
+	// Join lists seed gossip addresses. Unreachable seeds are retried in the
+	// background; Open does not fail because of them.
+	Join []string
+	// Zone is the failure zone (rack, site); replicas prefer distinct zones.
+	Zone string
+
+	// N is the replication factor. Default 3.
+	N int
+	// R and W are the default read and write quorums. Defaults One and One:
+	// always readable and writable while any replica (or fallback) answers.
+	R, W Consistency
+	// VNodes is the number of virtual nodes per member. Default
+	// ring.DefaultVNodes. Every node of a cluster must use the same value.
+	VNodes int
+
+	// MaxKeySize and MaxValueSize bound client requests (HTTP and embedded
+	// API) only; replication and repair never apply them. Defaults 4 KiB and
+	// 4 MiB.
+	MaxKeySize   int
+	MaxValueSize int
+	// MaxContextEntries bounds the size of a client's causal context.
+	// Default 1024.
+	MaxContextEntries int
+	// SiblingWarn is the sibling count past which a key is reported (log and
+	// metric). Siblings are never dropped. Default 32.
+	SiblingWarn int
+
+	// RequestTimeout bounds one client request end to end. Default 5 s.
+	RequestTimeout time.Duration
+	// ReplicaTimeout bounds one replica round trip. Default 2 s.
+	ReplicaTimeout time.Duration
+	// HintInterval is how often hints are offered to their targets.
+	// Default 1 s.
+	HintInterval time.Duration
+	// RejoinInterval is how often the node re-joins known members that
+	// memberlist considers dead (memberlist never re-merges on its own).
+	// Default 2 s, jittered.
+	RejoinInterval time.Duration
+
+	// NoSync turns off fsync of writes. Default false: a write is
+	// acknowledged only once durable.
+	NoSync bool
+
+	// Memberlist is the base memberlist configuration. Default
+	// memberlist.DefaultLANConfig with faster failure detection. Name, bind
+	// and advertise addresses and the delegates are overwritten.
+	Memberlist *memberlist.Config
+	// Network overrides how the node listens and dials (tests use a
+	// fault-injecting network). Default: real TCP/UDP sockets.
+	Network Network
+
+	// Logger receives structured logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Network abstracts the node's sockets so tests can inject faults.
+type Network interface {
+	// Transport returns memberlist's transport for the gossip address.
+	Transport(addr string) (memberlist.NodeAwareTransport, error)
+	// Listen opens the peer-RPC listener.
+	Listen(addr string) (net.Listener, error)
+	// Dial connects from the node at local to the peer-RPC address addr.
+	Dial(ctx context.Context, local, addr string) (net.Conn, error)
+}
+
+// DefaultConfig returns a configuration with every default set, for a node
+// named name that keeps its data in dir.
+func DefaultConfig(name, dir string) *Config {
+	ml := memberlist.DefaultLANConfig()
+	// Faster failure detection than the LAN default (≈5 s): clusters on one
+	// LAN or one machine. TCP fallback pings stay on.
+	ml.ProbeInterval = 500 * time.Millisecond
+	ml.ProbeTimeout = 250 * time.Millisecond
+	ml.GossipInterval = 100 * time.Millisecond
+	ml.PushPullInterval = 10 * time.Second
+	ml.SuspicionMult = 3
+	ml.DeadNodeReclaimTime = 10 * time.Second
+	// Joins and TCP probes to a dead peer must not stall the rejoin loop
+	// (or Close) for the 10 s LAN default.
+	ml.TCPTimeout = time.Second
+	return &Config{
+		Name:              name,
+		DataDir:           dir,
+		BindAddr:          "127.0.0.1:7946",
+		N:                 3,
+		R:                 One,
+		W:                 One,
+		MaxKeySize:        4 << 10,
+		MaxValueSize:      4 << 20,
+		MaxContextEntries: 1024,
+		SiblingWarn:       32,
+		RequestTimeout:    5 * time.Second,
+		ReplicaTimeout:    2 * time.Second,
+		HintInterval:      time.Second,
+		RejoinInterval:    2 * time.Second,
+		Memberlist:        ml,
+	}
+}
+
+var errConfig = errors.New("node: invalid config")
+
+// validate fills derived defaults and checks the configuration.
+func (c *Config) validate() error {
+	if c.Name == "" {
+		return fmt.Errorf("%w: empty name", errConfig)
+	}
+	if c.DataDir == "" && !c.InMemory {
+		return fmt.Errorf("%w: no data directory (set DataDir or InMemory)", errConfig)
+	}
+	if c.N < 1 {
+		return fmt.Errorf("%w: N must be ≥ 1, got %d", errConfig, c.N)
+	}
+	if c.R == Primary {
+		return fmt.Errorf("%w: R cannot be primary", errConfig)
+	}
+	if c.AdvertiseAddr == "" {
+		c.AdvertiseAddr = c.BindAddr
+	}
+	if c.RPCAddr == "" {
+		host, port, err := net.SplitHostPort(c.BindAddr)
+		if err != nil {
+			return fmt.Errorf("%w: bind address %q: %v", errConfig, c.BindAddr, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p <= 0 {
+			return fmt.Errorf("%w: bind port %q must be a fixed number when no RPC address is given", errConfig, port)
+		}
+		c.RPCAddr = net.JoinHostPort(host, strconv.Itoa(p+1))
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Memberlist == nil {
+		c.Memberlist = DefaultConfig(c.Name, c.DataDir).Memberlist
+	}
+	return nil
+}

@@ -1,0 +1,440 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/rumorkv/rumor/ring"
+)
+
+// Member status in the cluster-membership CRDT. Ownership follows status,
+// not reachability: an unreachable member keeps its ranges.
+const (
+	StatusMember = "member"
+	StatusLeft   = "left"
+)
+
+// Reachability as reported to clients.
+const (
+	StateAlive   = "alive"
+	StateSuspect = "suspect"
+	StateDead    = "dead"
+	StateLeft    = "left"
+)
+
+// memberEntry is one row of the gossiped membership table. The table is a
+// CRDT: rows are keyed by name, and the row with the higher Version wins
+// (ties broken by ID, then status), so merging is commutative, associative and
+// idempotent. A node bumps its own row's Version at every start (wall-clock
+// nanoseconds, strictly above what it saw for itself before), so a restarted
+// node's new addresses replace the old ones.
+type memberEntry struct {
+	Name    string `msgpack:"n"`
+	ID      uint64 `msgpack:"i"`
+	Gossip  string `msgpack:"g"`
+	RPC     string `msgpack:"r"`
+	HTTP    string `msgpack:"h"`
+	Zone    string `msgpack:"z"`
+	Status  string `msgpack:"s"`
+	Version uint64 `msgpack:"v"`
+}
+
+func (e memberEntry) newer(o memberEntry) bool {
+	if e.Version != o.Version {
+		return e.Version > o.Version
+	}
+	if e.ID != o.ID {
+		return e.ID > o.ID
+	}
+	return e.Status > o.Status
+}
+
+func (e memberEntry) validate() error {
+	switch {
+	case e.Name == "" || len(e.Name) > 256:
+		return fmt.Errorf("member name length %d", len(e.Name))
+	case e.ID == 0:
+		return errors.New("member id 0")
+	case e.Status != StatusMember && e.Status != StatusLeft:
+		return fmt.Errorf("member status %q", e.Status)
+	case len(e.Gossip) > 256 || len(e.RPC) > 256 || len(e.HTTP) > 256 || len(e.Zone) > 256:
+		return errors.New("member field too long")
+	}
+	return nil
+}
+
+const (
+	metaVersion  = 1
+	stateVersion = 1
+	// maxMembers bounds a decoded membership table.
+	maxMembers = 4096
+)
+
+// encodeMeta is the memberlist NodeMeta record: a format byte and this node's
+// row (well under memberlist's 512-byte limit; fields are length-checked in
+// validate).
+func encodeMeta(e memberEntry) ([]byte, error) {
+	b, err := msgpack.Marshal(&e)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{metaVersion}, b...), nil
+}
+
+func decodeMeta(b []byte) (memberEntry, error) {
+	var e memberEntry
+	if len(b) < 2 || b[0] != metaVersion {
+		return e, fmt.Errorf("node: meta record: unknown format")
+	}
+	if err := msgpack.Unmarshal(b[1:], &e); err != nil {
+		return e, fmt.Errorf("node: meta record: %w", err)
+	}
+	if err := e.validate(); err != nil {
+		return e, fmt.Errorf("node: meta record: %w", err)
+	}
+	return e, nil
+}
+
+func encodeTable(rows []memberEntry) ([]byte, error) {
+	b, err := msgpack.Marshal(rows)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{stateVersion}, b...), nil
+}
+
+func decodeTable(b []byte) ([]memberEntry, error) {
+	if len(b) < 1 || b[0] != stateVersion {
+		return nil, errors.New("node: membership state: unknown format")
+	}
+	d := msgpack.NewDecoder(bytes.NewReader(b[1:]))
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return nil, fmt.Errorf("node: membership state: %w", err)
+	}
+	if n < 0 || n > maxMembers {
+		return nil, fmt.Errorf("node: membership state: %d rows", n)
+	}
+	rows := make([]memberEntry, 0, n)
+	for i := 0; i < n; i++ {
+		var e memberEntry
+		if err := d.Decode(&e); err != nil {
+			return nil, fmt.Errorf("node: membership state row %d: %w", i, err)
+		}
+		if err := e.validate(); err != nil {
+			return nil, fmt.Errorf("node: membership state row %d: %w", i, err)
+		}
+		rows = append(rows, e)
+	}
+	return rows, nil
+}
+
+// membership owns memberlist, the membership table and the ring built from
+// it.
+type membership struct {
+	n    *Node
+	ml   *memberlist.Memberlist
+	self memberEntry
+
+	// changed is signalled (non-blocking) when the table or reachability
+	// changes; the membership loop rebuilds the ring and persists the table.
+	changed chan struct{}
+
+	mu struct {
+		sync.Mutex
+		table map[string]memberEntry
+		// reachable is the set of member names memberlist reports alive or
+		// suspect, refreshed by the loop (never inside a delegate callback,
+		// which runs under memberlist's lock).
+		reachable map[string]bool
+		// joined reports whether this node has ever joined a seed.
+		joined bool
+	}
+}
+
+var (
+	_ memberlist.Delegate      = (*gossipDelegate)(nil)
+	_ memberlist.EventDelegate = (*gossipDelegate)(nil)
+)
+
+// gossipDelegate adapts membership to memberlist's callbacks. Every method
+// must return quickly: memberlist calls them from its own goroutines, the
+// event methods under its node lock.
+type gossipDelegate struct{ m *membership }
+
+func (g *gossipDelegate) NodeMeta(limit int) []byte {
+	b, err := encodeMeta(g.m.self)
+	if err != nil || len(b) > limit {
+		g.m.n.log.Error("node meta does not fit", "bytes", len(b), "limit", limit, "err", err)
+		return nil
+	}
+	return b
+}
+
+func (g *gossipDelegate) NotifyMsg([]byte)                           {}
+func (g *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+
+func (g *gossipDelegate) LocalState(join bool) []byte {
+	b, err := encodeTable(g.m.rows())
+	if err != nil {
+		g.m.n.log.Error("encode membership state", "err", err)
+		return nil
+	}
+	return b
+}
+
+func (g *gossipDelegate) MergeRemoteState(buf []byte, join bool) {
+	rows, err := decodeTable(buf)
+	if err != nil {
+		g.m.n.log.Warn("ignoring remote membership state", "err", err)
+		return
+	}
+	g.m.merge(rows...)
+}
+
+func (g *gossipDelegate) NotifyJoin(n *memberlist.Node)   { g.notify(n) }
+func (g *gossipDelegate) NotifyUpdate(n *memberlist.Node) { g.notify(n) }
+func (g *gossipDelegate) NotifyLeave(n *memberlist.Node)  { g.m.signal() }
+
+func (g *gossipDelegate) notify(n *memberlist.Node) {
+	e, err := decodeMeta(n.Meta)
+	if err != nil {
+		g.m.n.log.Warn("ignoring member with bad metadata", "member", n.Name, "err", err)
+		return
+	}
+	if e.Name != n.Name {
+		g.m.n.log.Warn("ignoring member whose metadata names another", "member", n.Name, "meta", e.Name)
+		return
+	}
+	e.Gossip = n.Address()
+	g.m.merge(e)
+}
+
+func newMembership(n *Node, prev []memberEntry) (*membership, error) {
+	cfg := n.cfg
+	m := &membership{n: n, changed: make(chan struct{}, 1)}
+	m.mu.table = make(map[string]memberEntry)
+	m.mu.reachable = make(map[string]bool)
+	version := uint64(time.Now().UnixNano())
+	for _, e := range prev {
+		if e.Name == cfg.Name && e.Version >= version {
+			version = e.Version + 1
+		}
+	}
+	m.self = memberEntry{
+		Name:    cfg.Name,
+		ID:      n.id,
+		Gossip:  cfg.AdvertiseAddr,
+		RPC:     cfg.RPCAddr,
+		HTTP:    n.httpAddr,
+		Zone:    cfg.Zone,
+		Status:  StatusMember,
+		Version: version,
+	}
+	if err := m.self.validate(); err != nil {
+		return nil, fmt.Errorf("node: own membership entry: %w", err)
+	}
+	m.merge(prev...)
+	m.merge(m.self)
+	m.mu.reachable[cfg.Name] = true
+
+	mc := *cfg.Memberlist
+	mc.Name = cfg.Name
+	host, port, err := splitHostPort(cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("node: gossip bind address: %w", err)
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	ahost, aport, err := splitHostPort(cfg.AdvertiseAddr)
+	if err != nil {
+		return nil, fmt.Errorf("node: gossip advertise address: %w", err)
+	}
+	mc.AdvertiseAddr, mc.AdvertisePort = ahost, aport
+	g := &gossipDelegate{m: m}
+	mc.Delegate = g
+	mc.Events = g
+	mc.LogOutput = nil
+	mc.Logger = log.New(slogWriter{n}, "", 0)
+	if cfg.Network != nil {
+		t, err := cfg.Network.Transport(cfg.BindAddr)
+		if err != nil {
+			return nil, fmt.Errorf("node: gossip transport: %w", err)
+		}
+		mc.Transport = t
+	}
+	ml, err := memberlist.Create(&mc)
+	if err != nil {
+		return nil, fmt.Errorf("node: start gossip on %s: %w", cfg.BindAddr, err)
+	}
+	m.ml = ml
+	return m, nil
+}
+
+// slogWriter forwards memberlist's log lines to the node's logger at debug
+// level: its warnings are routine during failures (probe timeouts, refused
+// connections) and the node logs what matters itself.
+type slogWriter struct{ n *Node }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.n.log.Debug("memberlist", "msg", string(bytes.TrimSpace(p)))
+	return len(p), nil
+}
+
+var _ io.Writer = slogWriter{}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", addr)
+	}
+	return host, p, nil
+}
+
+func (m *membership) signal() {
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}
+
+// merge folds rows into the table; it signals the loop if anything changed.
+func (m *membership) merge(rows ...memberEntry) {
+	changed := false
+	m.mu.Lock()
+	for _, e := range rows {
+		if e.validate() != nil {
+			continue
+		}
+		if e.Name == m.self.Name && e.ID != m.self.ID && !e.newer(m.self) {
+			// An older incarnation of this node: ours wins.
+			continue
+		}
+		old, ok := m.mu.table[e.Name]
+		if !ok || e.newer(old) {
+			m.mu.table[e.Name] = e
+			changed = true
+		}
+	}
+	m.mu.Unlock()
+	if changed {
+		m.signal()
+	}
+}
+
+func (m *membership) rows() []memberEntry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rows := make([]memberEntry, 0, len(m.mu.table))
+	for _, e := range m.mu.table {
+		rows = append(rows, e)
+	}
+	slices.SortFunc(rows, func(a, b memberEntry) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return rows
+}
+
+// refreshReachable reads memberlist's live members. It must not run inside a
+// memberlist callback.
+func (m *membership) refreshReachable() {
+	live := make(map[string]bool)
+	for _, n := range m.ml.Members() {
+		live[n.Name] = true
+	}
+	live[m.self.Name] = true
+	m.mu.Lock()
+	m.mu.reachable = live
+	m.mu.Unlock()
+}
+
+func (m *membership) reachable(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mu.reachable[name]
+}
+
+// buildRing computes the ring from table rows with member status, and the
+// id → entry index used by the request path.
+func buildRing(rows []memberEntry, vnodes int) (*ring.Ring, map[uint64]memberEntry) {
+	var members []ring.Member
+	byID := make(map[uint64]memberEntry, len(rows))
+	for _, e := range rows {
+		if e.Status != StatusMember {
+			continue
+		}
+		members = append(members, ring.Member{ID: ring.NodeID(e.ID), Zone: e.Zone})
+		byID[e.ID] = e
+	}
+	return ring.New(members, vnodes), byID
+}
+
+// join tries the given seed addresses; failures are logged, not fatal.
+func (m *membership) join(addrs []string) bool {
+	if len(addrs) == 0 {
+		return false
+	}
+	n, err := m.ml.Join(addrs)
+	if err != nil && n == 0 {
+		m.n.log.Debug("join failed", "seeds", addrs, "err", err)
+		return false
+	}
+	m.mu.Lock()
+	m.mu.joined = true
+	m.mu.Unlock()
+	return true
+}
+
+// rejoinTargets returns the gossip addresses worth a Join: every known member
+// that memberlist does not see (memberlist never re-merges two sides that
+// declared each other dead; Serf's reconnect loop is the model), plus the
+// seeds while this node has never joined or sees fewer members than it knows.
+func (m *membership) rejoinTargets(seeds []string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	missing := 0
+	for name, e := range m.mu.table {
+		if name == m.self.Name || e.Status != StatusMember || m.mu.reachable[name] {
+			continue
+		}
+		missing++
+		if e.Gossip != "" {
+			out = append(out, e.Gossip)
+		}
+	}
+	if !m.mu.joined || missing > 0 {
+		for _, s := range seeds {
+			if s != m.self.Gossip && !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	// A few per round: each dead address can cost a TCP timeout.
+	if len(out) > 3 {
+		out = out[:3]
+	}
+	return out
+}

@@ -1,0 +1,292 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/rumorkv/rumor/crdt"
+	"github.com/rumorkv/rumor/node/rpc"
+	"github.com/rumorkv/rumor/node/storage"
+	"github.com/rumorkv/rumor/ring"
+)
+
+// Errors returned by the request path. Callers use errors.Is.
+var (
+	ErrNotFound      = errors.New("node: not found")
+	ErrUnavailable   = errors.New("node: not enough replicas reachable")
+	ErrKeyTooLarge   = errors.New("node: key too large")
+	ErrValueTooLarge = errors.New("node: value too large")
+	ErrBadKey        = errors.New("node: empty key")
+	ErrBadContext    = errors.New("node: malformed causal context")
+	ErrClosed        = errors.New("node: closed")
+)
+
+const metaMembers = "members"
+
+// Node is one Rumor peer. Open starts it; Close stops every goroutine it owns.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	id    uint64
+	store *storage.Store
+	clock *crdt.Clock
+
+	mem    *membership
+	view   atomic.Pointer[view]
+	rpc    *rpc.Client
+	rpcSrv *rpc.Server
+	rpcLn  net.Listener
+
+	httpAddr string
+	httpSrv  *http.Server
+	httpLn   net.Listener
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+
+	metrics metrics
+}
+
+// view is an immutable snapshot of the ring and the members it was built
+// from; the membership loop swaps in a new one on every change.
+type view struct {
+	ring *ring.Ring
+	byID map[uint64]memberEntry
+}
+
+// Open starts a node: storage, peer RPC, membership and (if configured) the
+// HTTP API. Unreachable seeds do not make Open fail; they are retried in the
+// background.
+func Open(cfg *Config) (_ *Node, err error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("%w: nil config", errConfig)
+	}
+	c := *cfg
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: c, log: c.Logger.With("node", c.Name)}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.clock = crdt.NewClock(time.Now)
+	cleanup := []func(){n.cancel}
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	so := storage.Options{Dir: c.DataDir, NoSync: c.NoSync, Logger: n.log}
+	if c.InMemory {
+		so.FS = vfs.NewMem()
+	}
+	n.store, err = storage.Open(so)
+	if err != nil {
+		return nil, fmt.Errorf("node: open storage: %w", err)
+	}
+	cleanup = append(cleanup, func() { n.store.Close() })
+	n.id = n.store.NodeID()
+
+	var prev []memberEntry
+	if b, ok, err := n.store.GetMeta(metaMembers); err != nil {
+		return nil, fmt.Errorf("node: load membership: %w", err)
+	} else if ok {
+		if prev, err = decodeTable(b); err != nil {
+			n.log.Warn("ignoring stored membership table", "err", err)
+			prev = nil
+		}
+	}
+
+	// Peer RPC.
+	if c.Network != nil {
+		n.rpcLn, err = c.Network.Listen(c.RPCAddr)
+	} else {
+		n.rpcLn, err = net.Listen("tcp", c.RPCAddr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: listen for peer RPC on %s: %w", c.RPCAddr, err)
+	}
+	cleanup = append(cleanup, func() { n.rpcLn.Close() })
+	n.cfg.RPCAddr = n.rpcLn.Addr().String()
+	dialer := rpc.Dialer(nil)
+	if c.Network != nil {
+		local := n.cfg.RPCAddr
+		dialer = func(ctx context.Context, addr string) (net.Conn, error) {
+			return c.Network.Dial(ctx, local, addr)
+		}
+	}
+	n.rpc = rpc.NewClient(rpc.ClientOptions{Dialer: dialer, Logger: n.log})
+	cleanup = append(cleanup, func() { n.rpc.Close() })
+	n.rpcSrv = rpc.NewServer(rpc.HandlerFunc(n.serveRPC), rpc.ServerOptions{Logger: n.log})
+
+	if c.HTTPAddr != "" {
+		n.httpLn, err = net.Listen("tcp", c.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("node: listen for HTTP on %s: %w", c.HTTPAddr, err)
+		}
+		cleanup = append(cleanup, func() { n.httpLn.Close() })
+		n.httpAddr = n.httpLn.Addr().String()
+		n.httpSrv = &http.Server{
+			Handler:           n.httpHandler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+		}
+	}
+
+	n.mem, err = newMembership(n, prev)
+	if err != nil {
+		return nil, err
+	}
+	n.rebuildView()
+
+	n.goroutine(func() {
+		if err := n.rpcSrv.Serve(n.rpcLn); err != nil {
+			n.log.Error("peer RPC server stopped", "err", err)
+		}
+	})
+	if n.httpSrv != nil {
+		n.goroutine(func() {
+			if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("HTTP server stopped", "err", err)
+			}
+		})
+	}
+	n.goroutine(n.membershipLoop)
+	n.goroutine(n.rejoinLoop)
+	n.goroutine(n.hintLoop)
+	n.log.Info("node started", "id", fmt.Sprintf("%016x", n.id), "gossip", c.AdvertiseAddr,
+		"rpc", n.cfg.RPCAddr, "http", n.httpAddr, "fresh", n.store.Fresh())
+	return n, nil
+}
+
+// goroutine runs fn in a goroutine owned by the node: Close waits for it.
+func (n *Node) goroutine(fn func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		fn()
+	}()
+}
+
+// Name is the node's member name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// ID is the node's identity, created with its data directory.
+func (n *Node) ID() uint64 { return n.id }
+
+// HTTPAddr is the address the client API listens on ("" if disabled).
+func (n *Node) HTTPAddr() string { return n.httpAddr }
+
+// GossipAddr is the advertised gossip address.
+func (n *Node) GossipAddr() string { return n.cfg.AdvertiseAddr }
+
+// RPCAddr is the peer-RPC address.
+func (n *Node) RPCAddr() string { return n.cfg.RPCAddr }
+
+// Close stops the node: the client API, gossip (without announcing a leave:
+// a stopped node keeps its ranges), peer RPC and storage. It waits for every
+// goroutine the node started.
+func (n *Node) Close() error {
+	var err error
+	n.closed.Do(func() {
+		n.cancel()
+		if n.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if e := n.httpSrv.Shutdown(ctx); e != nil {
+				n.httpSrv.Close()
+			}
+			cancel()
+		}
+		if e := n.mem.ml.Shutdown(); e != nil {
+			err = errors.Join(err, fmt.Errorf("node: stop gossip: %w", e))
+		}
+		n.rpcSrv.Close()
+		n.rpc.Close()
+		n.wg.Wait()
+		n.persistMembers()
+		if e := n.store.Close(); e != nil {
+			err = errors.Join(err, fmt.Errorf("node: close storage: %w", e))
+		}
+		n.log.Info("node stopped")
+	})
+	return err
+}
+
+func (n *Node) rebuildView() {
+	r, byID := buildRing(n.mem.rows(), n.cfg.VNodes)
+	n.view.Store(&view{ring: r, byID: byID})
+}
+
+func (n *Node) persistMembers() {
+	b, err := encodeTable(n.mem.rows())
+	if err == nil {
+		err = n.store.PutMeta(metaMembers, b)
+	}
+	if err != nil {
+		n.log.Warn("persist membership table", "err", err)
+	}
+}
+
+// membershipLoop rebuilds the ring and persists the table when membership
+// changes, and refreshes reachability from memberlist (outside its
+// callbacks).
+func (n *Node) membershipLoop() {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	lastRows := 0
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.mem.changed:
+			n.mem.refreshReachable()
+			n.rebuildView()
+			n.persistMembers()
+		case <-tick.C:
+			n.mem.refreshReachable()
+			if rows := len(n.mem.rows()); rows != lastRows {
+				lastRows = rows
+				n.rebuildView()
+			}
+		}
+	}
+}
+
+// rejoinLoop joins the seeds at start and then, every RejoinInterval with
+// jitter, re-joins known members that memberlist does not see (Serf's
+// reconnect loop), so a healed partition or a restarted seed re-forms one
+// cluster without an operator.
+func (n *Node) rejoinLoop() {
+	delay := time.Duration(0)
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		targets := n.mem.rejoinTargets(n.cfg.Join)
+		if len(targets) > 0 {
+			if n.mem.join(targets) {
+				n.mem.signal()
+			}
+		}
+		iv := n.cfg.RejoinInterval
+		delay = iv/2 + rand.N(iv)
+	}
+}

@@ -143,8 +143,31 @@ type Config struct {
 	HintInterval time.Duration
 	// RejoinInterval is how often the node re-joins known members that
 	// memberlist considers dead (memberlist never re-merges on its own).
-	// Default 2 s, jittered.
+	// Default 1 s, jittered (0.5–1.5 s), so a healed partition re-forms one
+	// cluster within about 2 s.
 	RejoinInterval time.Duration
+
+	// AEInterval is how often anti-entropy compares the ranges this node
+	// shares with each peer (jittered); a peer that becomes reachable is
+	// compared at once. Default 2 s; negative disables anti-entropy.
+	AEInterval time.Duration
+	// AEConcurrency bounds the sessions this node initiates at once.
+	// Default 2.
+	AEConcurrency int
+	// AERateLimit bounds the bytes of states anti-entropy sends per second
+	// (pushes and answers to pulls). Default 64 MiB/s; negative: unlimited.
+	AERateLimit int64
+	// AESessionTimeout bounds one anti-entropy session with its transfers.
+	// Default 60 s.
+	AESessionTimeout time.Duration
+	// TombstoneGrace is how long a tombstone is kept at least; it is
+	// reaped after that only once every replica holds it. A replica or a
+	// hint cut off for longer than this can bring a deleted value back.
+	// Default 24 h.
+	TombstoneGrace time.Duration
+	// ReapInterval is how often the node looks for tombstones to reap.
+	// Default 10 min; negative disables reaping.
+	ReapInterval time.Duration
 
 	// NoSync turns off fsync of writes. Default false: a write is
 	// acknowledged only once durable.
@@ -201,7 +224,13 @@ func DefaultConfig(name, dir string) *Config {
 		RequestTimeout:    5 * time.Second,
 		ReplicaTimeout:    2 * time.Second,
 		HintInterval:      time.Second,
-		RejoinInterval:    2 * time.Second,
+		RejoinInterval:    time.Second,
+		AEInterval:        2 * time.Second,
+		AEConcurrency:     2,
+		AERateLimit:       64 << 20,
+		AESessionTimeout:  time.Minute,
+		TombstoneGrace:    24 * time.Hour,
+		ReapInterval:      10 * time.Minute,
 		Memberlist:        ml,
 	}
 }
@@ -222,6 +251,43 @@ func (c *Config) validate() error {
 	if c.R == Primary {
 		return fmt.Errorf("%w: R cannot be primary", errConfig)
 	}
+	// Zero values mean defaults (a Config built by hand, not by
+	// DefaultConfig).
+	def := DefaultConfig(c.Name, c.DataDir)
+	fill := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	fill(&c.RequestTimeout, def.RequestTimeout)
+	fill(&c.ReplicaTimeout, def.ReplicaTimeout)
+	fill(&c.HintInterval, def.HintInterval)
+	fill(&c.RejoinInterval, def.RejoinInterval)
+	fill(&c.AEInterval, def.AEInterval)
+	fill(&c.AESessionTimeout, def.AESessionTimeout)
+	fill(&c.TombstoneGrace, def.TombstoneGrace)
+	fill(&c.ReapInterval, def.ReapInterval)
+	if c.AEConcurrency <= 0 {
+		c.AEConcurrency = def.AEConcurrency
+	}
+	if c.AERateLimit == 0 {
+		c.AERateLimit = def.AERateLimit
+	}
+	if c.MaxKeySize <= 0 {
+		c.MaxKeySize = def.MaxKeySize
+	}
+	if c.MaxValueSize <= 0 {
+		c.MaxValueSize = def.MaxValueSize
+	}
+	if c.MaxContextEntries <= 0 {
+		c.MaxContextEntries = def.MaxContextEntries
+	}
+	if c.SiblingWarn <= 0 {
+		c.SiblingWarn = def.SiblingWarn
+	}
+	if c.BindAddr == "" {
+		c.BindAddr = def.BindAddr
+	}
 	if c.AdvertiseAddr == "" {
 		c.AdvertiseAddr = c.BindAddr
 	}
@@ -240,7 +306,7 @@ func (c *Config) validate() error {
 		c.Logger = slog.Default()
 	}
 	if c.Memberlist == nil {
-		c.Memberlist = DefaultConfig(c.Name, c.DataDir).Memberlist
+		c.Memberlist = def.Memberlist
 	}
 	return nil
 }

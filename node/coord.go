@@ -370,10 +370,20 @@ func (n *Node) storeHint(target uint64, key, reg []byte) error {
 }
 
 // mergeLocal joins a state into this node's copy of key, durably. It
-// returns the merged state.
-func (n *Node) mergeLocal(key []byte, in crdt.Register) (crdt.Register, error) {
+// returns the merged state and whether the copy changed.
+func (n *Node) mergeLocal(key []byte, in crdt.Register) (crdt.Register, bool, error) {
+	return n.mergeInto(key, in, n.store.Update)
+}
+
+// mergeLocalUnsynced is mergeLocal without the sync: the caller syncs a
+// whole batch with store.Sync before acknowledging it.
+func (n *Node) mergeLocalUnsynced(key []byte, in crdt.Register) (crdt.Register, bool, error) {
+	return n.mergeInto(key, in, n.store.UpdateUnsynced)
+}
+
+func (n *Node) mergeInto(key []byte, in crdt.Register, update func([]byte, func([]byte, bool) ([]byte, bool, error)) (bool, error)) (crdt.Register, bool, error) {
 	var merged crdt.Register
-	_, err := n.store.Update(key, func(old []byte, ok bool) ([]byte, bool, error) {
+	changed, err := update(key, func(old []byte, ok bool) ([]byte, bool, error) {
 		cur, err := decodeReg(old)
 		if err != nil {
 			return nil, false, err
@@ -386,20 +396,12 @@ func (n *Node) mergeLocal(key []byte, in crdt.Register) (crdt.Register, error) {
 		return b, true, err
 	})
 	if err != nil {
-		return crdt.Register{}, fmt.Errorf("node: merge %q: %w", key, err)
+		return crdt.Register{}, false, fmt.Errorf("node: merge %q: %w", key, err)
 	}
-	if ts := maxHLC(in); ts != 0 {
+	if ts := in.MaxHLC(); ts != 0 {
 		n.clock.Update(ts)
 	}
-	return merged, nil
-}
-
-func maxHLC(r crdt.Register) crdt.Timestamp {
-	var m crdt.Timestamp
-	for _, v := range r.Versions {
-		m = max(m, v.HLC)
-	}
-	return m
+	return merged, changed, nil
 }
 
 // Get reads key. With R > 1 it waits for that many replicas and merges their
@@ -483,15 +485,22 @@ func (n *Node) read(ctx context.Context, key []byte, r Consistency) (crdt.Regist
 		// Drain in the background: answers is buffered, senders never block.
 		return crdt.Register{}, fmt.Errorf("%w: %d of %d replicas reachable", ErrUnavailable, asked, need)
 	}
+	// An answer without the key counts toward R only once every replica
+	// asked has answered (Riak's notfound_ok=false): a read right after a
+	// write acknowledged by one replica finds it rather than stopping at
+	// the first copy that has not received it yet.
 	var got []readAnswer
-	ok := 0
+	ok, found := 0, 0
 	var lastErr error
-	for ok < need && len(got) < asked {
+	for found < need && len(got) < asked {
 		select {
 		case a := <-answers:
 			got = append(got, a)
 			if a.err == nil {
 				ok++
+				if len(a.reg.Versions) > 0 {
+					found++
+				}
 			} else {
 				lastErr = a.err
 			}
@@ -558,7 +567,7 @@ collect:
 		}
 		n.metrics.readRepairs.Add(1)
 		if a.node == n.id {
-			if _, err := n.mergeLocal(key, merged); err != nil {
+			if _, _, err := n.mergeLocal(key, merged); err != nil {
 				n.log.Warn("read repair (local)", "err", err)
 			}
 			continue
@@ -627,7 +636,7 @@ func (n *Node) serveRPC(ctx context.Context, from net.Addr, method uint16, body 
 		if err != nil {
 			return nil, &rpc.RemoteError{Code: codeBadRequest, Msg: err.Error()}
 		}
-		if _, err := n.mergeLocal(req.Key, reg); err != nil {
+		if _, _, err := n.mergeLocal(req.Key, reg); err != nil {
 			return nil, err
 		}
 		n.metrics.replicated.Add(1)
@@ -677,8 +686,15 @@ func (n *Node) serveRPC(ctx context.Context, from net.Addr, method uint16, body 
 			return nil, err
 		}
 		return encode(&coordinateResp{Context: crdt.EncodeContext(vv)})
+	case methodAESync, methodAEPull, methodAEPush, methodAEPullRange, methodAEDone, methodReap:
+		return n.ae.serve(ctx, method, body)
 	}
 	return nil, &rpc.RemoteError{Code: codeBadRequest, Msg: fmt.Sprintf("unknown method %d", method)}
+}
+
+// badRequest wraps a peer's bad input as a 400 remote error.
+func badRequest(err error) error {
+	return &rpc.RemoteError{Code: codeBadRequest, Msg: err.Error()}
 }
 
 // metrics are the node's counters; Metrics returns a snapshot.

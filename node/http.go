@@ -323,5 +323,6 @@ func (n *Node) Metrics() Metrics {
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"name": n.cfg.Name, "id": fmt.Sprintf("%016x", n.id), "metrics": n.Metrics(),
+		"antientropy": n.AntiEntropy(),
 	})
 }

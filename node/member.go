@@ -356,17 +356,25 @@ func (m *membership) rows() []memberEntry {
 	return rows
 }
 
-// refreshReachable reads memberlist's live members. It must not run inside a
-// memberlist callback.
-func (m *membership) refreshReachable() {
+// refreshReachable reads memberlist's live members and returns the names
+// that were not reachable before. It must not run inside a memberlist
+// callback.
+func (m *membership) refreshReachable() []string {
 	live := make(map[string]bool)
 	for _, n := range m.ml.Members() {
 		live[n.Name] = true
 	}
 	live[m.self.Name] = true
 	m.mu.Lock()
+	var back []string
+	for name := range live {
+		if !m.mu.reachable[name] {
+			back = append(back, name)
+		}
+	}
 	m.mu.reachable = live
 	m.mu.Unlock()
+	return back
 }
 
 func (m *membership) reachable(name string) bool {

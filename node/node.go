@@ -8,12 +8,14 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/rumorkv/rumor/antientropy"
 	"github.com/rumorkv/rumor/crdt"
 	"github.com/rumorkv/rumor/node/rpc"
 	"github.com/rumorkv/rumor/node/storage"
@@ -56,6 +58,8 @@ type Node struct {
 	wg     sync.WaitGroup
 	closed sync.Once
 
+	ae *antiEntropy
+
 	metrics metrics
 }
 
@@ -64,6 +68,9 @@ type Node struct {
 type view struct {
 	ring *ring.Ring
 	byID map[uint64]memberEntry
+	// shared holds, per peer, the leaves both this node and the peer
+	// replicate: what anti-entropy compares with that peer.
+	shared map[ring.NodeID]antientropy.RangeSet
 }
 
 // Open starts a node: storage, peer RPC, membership and (if configured) the
@@ -89,7 +96,8 @@ func Open(cfg *Config) (_ *Node, err error) {
 		}
 	}()
 
-	so := storage.Options{Dir: c.DataDir, NoSync: c.NoSync, Logger: n.log}
+	n.ae = newAntiEntropy(n)
+	so := storage.Options{Dir: c.DataDir, NoSync: c.NoSync, Logger: n.log, OnChange: n.ae.onChange}
 	if c.InMemory {
 		so.FS = vfs.NewMem()
 	}
@@ -99,6 +107,9 @@ func Open(cfg *Config) (_ *Node, err error) {
 	}
 	cleanup = append(cleanup, func() { n.store.Close() })
 	n.id = n.store.NodeID()
+	if err := n.ae.load(); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 
 	var prev []memberEntry
 	if b, ok, err := n.store.GetMeta(metaMembers); err != nil {
@@ -170,6 +181,8 @@ func Open(cfg *Config) (_ *Node, err error) {
 	n.goroutine(n.membershipLoop)
 	n.goroutine(n.rejoinLoop)
 	n.goroutine(n.hintLoop)
+	n.goroutine(n.ae.loop)
+	n.goroutine(n.reapLoop)
 	n.log.Info("node started", "id", fmt.Sprintf("%016x", n.id), "gossip", c.AdvertiseAddr,
 		"rpc", n.cfg.RPCAddr, "http", n.httpAddr, "fresh", n.store.Fresh())
 	return n, nil
@@ -220,6 +233,9 @@ func (n *Node) Close() error {
 		n.rpc.Close()
 		n.wg.Wait()
 		n.persistMembers()
+		if e := n.ae.save(); e != nil {
+			err = errors.Join(err, fmt.Errorf("node: save anti-entropy index: %w", e))
+		}
 		if e := n.store.Close(); e != nil {
 			err = errors.Join(err, fmt.Errorf("node: close storage: %w", e))
 		}
@@ -230,7 +246,22 @@ func (n *Node) Close() error {
 
 func (n *Node) rebuildView() {
 	r, byID := buildRing(n.mem.rows(), n.cfg.VNodes)
-	n.view.Store(&view{ring: r, byID: byID})
+	if old := n.view.Load(); old != nil && old.ring.Hash() == r.Hash() && sameEntries(old.byID, byID) {
+		return // nothing that matters changed
+	}
+	n.view.Store(&view{ring: r, byID: byID, shared: antientropy.SharedAll(r, n.cfg.N, ring.NodeID(n.id))})
+}
+
+func sameEntries(a, b map[uint64]memberEntry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for id, e := range a {
+		if b[id] != e {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *Node) persistMembers() {
@@ -255,15 +286,29 @@ func (n *Node) membershipLoop() {
 		case <-n.ctx.Done():
 			return
 		case <-n.mem.changed:
-			n.mem.refreshReachable()
+			n.kickReturning(n.mem.refreshReachable())
 			n.rebuildView()
 			n.persistMembers()
 		case <-tick.C:
-			n.mem.refreshReachable()
+			n.kickReturning(n.mem.refreshReachable())
 			if rows := len(n.mem.rows()); rows != lastRows {
 				lastRows = rows
 				n.rebuildView()
 			}
+		}
+	}
+}
+
+// kickReturning starts anti-entropy at once with members that just became
+// reachable (after a partition heals or a node restarts).
+func (n *Node) kickReturning(names []string) {
+	if len(names) == 0 {
+		return
+	}
+	v := n.view.Load()
+	for id, e := range v.byID {
+		if id != n.id && slices.Contains(names, e.Name) {
+			n.ae.trigger(id)
 		}
 	}
 }

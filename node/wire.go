@@ -59,7 +59,12 @@ type coordinateResp struct {
 
 func encode(v any) ([]byte, error) { return msgpack.Marshal(v) }
 
+// decode decodes a peer message, after checking that no declared length in
+// it exceeds the bytes present.
 func decode(b []byte, v any) error {
+	if err := checkMsgpack(b); err != nil {
+		return fmt.Errorf("node: decode %T: %w", v, err)
+	}
 	if err := msgpack.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("node: decode %T: %w", v, err)
 	}

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/rumorkv/rumor/cli/client"
+	"github.com/rumorkv/rumor/node"
+)
+
+const requestTimeout = 15 * time.Second
+
+func putCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "put",
+		Usage:     "write a value (without --context it becomes a sibling of what is there)",
+		ArgsUsage: "KEY VALUE",
+		Flags: clientFlags(
+			&cli.StringFlag{Name: "context", Aliases: []string{"c"}, Usage: "causal context from a read: supersede exactly what that read saw"},
+			&cli.StringFlag{Name: "w", Usage: "write quorum: 1, quorum, all, primary or a count (default: the cluster's)"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 2 {
+				return usageErr(c, "put needs KEY and VALUE")
+			}
+			ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
+			defer cancel()
+			out, err := newClient(c).Put(ctx, c.Args().Get(0), []byte(c.Args().Get(1)),
+				&client.WriteOptions{Context: c.String("context"), W: c.String("w")})
+			if err != nil {
+				return err
+			}
+			return printWrite(c, out)
+		},
+	}
+}
+
+func delCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "del",
+		Aliases:   []string{"delete"},
+		Usage:     "delete a key (with --context: exactly the versions that read saw)",
+		ArgsUsage: "KEY",
+		Flags: clientFlags(
+			&cli.StringFlag{Name: "context", Aliases: []string{"c"}, Usage: "causal context from a read"},
+			&cli.StringFlag{Name: "w", Usage: "write quorum: 1, quorum, all, primary or a count"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageErr(c, "del needs KEY")
+			}
+			ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
+			defer cancel()
+			out, err := newClient(c).Delete(ctx, c.Args().Get(0),
+				&client.WriteOptions{Context: c.String("context"), W: c.String("w")})
+			if err != nil {
+				return err
+			}
+			return printWrite(c, out)
+		},
+	}
+}
+
+func printWrite(c *cli.Context, ctxOut string) error {
+	js, err := wantJSON(c)
+	if err != nil {
+		return err
+	}
+	if js {
+		return printJSON(c.App.Writer, map[string]string{"context": ctxOut})
+	}
+	fmt.Fprintf(c.App.Writer, "ok context=%s\n", ctxOut)
+	return nil
+}
+
+// getJSON is the -o json form of a read.
+type getJSON struct {
+	Values   []string `json:"values"`
+	Encoding string   `json:"encoding,omitempty"`
+	Context  string   `json:"context"`
+}
+
+func getCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "get",
+		Usage:     "read a key: one value, or every concurrent sibling",
+		ArgsUsage: "KEY",
+		Flags: clientFlags(
+			&cli.StringFlag{Name: "r", Usage: "read quorum: 1, quorum, all or a count (default: the cluster's)"},
+			&cli.BoolFlag{Name: "local", Usage: "only the contacted node's own copy, without coordination"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageErr(c, "get needs KEY")
+			}
+			js, err := wantJSON(c)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
+			defer cancel()
+			v, err := newClient(c).Get(ctx, c.Args().Get(0), &client.ReadOptions{R: c.String("r"), Local: c.Bool("local")})
+			if errors.Is(err, client.ErrNotFound) {
+				if js {
+					_ = printJSON(c.App.Writer, getJSON{Values: []string{}, Context: v.Context})
+				}
+				return exitErr{msg: "not found", code: exitNotFound}
+			}
+			if err != nil {
+				return err
+			}
+			if js {
+				out := getJSON{Context: v.Context, Values: make([]string, len(v.Values))}
+				for _, b := range v.Values {
+					if !utf8.Valid(b) {
+						out.Encoding = "base64"
+					}
+				}
+				for i, b := range v.Values {
+					if out.Encoding == "base64" {
+						out.Values[i] = base64.StdEncoding.EncodeToString(b)
+					} else {
+						out.Values[i] = string(b)
+					}
+				}
+				return printJSON(c.App.Writer, out)
+			}
+			for _, b := range v.Values {
+				fmt.Fprintf(c.App.Writer, "%s\n", b)
+			}
+			if len(v.Values) > 1 {
+				fmt.Fprintf(c.App.ErrWriter, "(%d concurrent siblings; write with --context %s to resolve them)\n", len(v.Values), v.Context)
+			}
+			return nil
+		},
+	}
+}
+
+func membersCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "members",
+		Usage: "list cluster members and their reachability (alive, suspect, dead)",
+		Flags: clientFlags(),
+		Action: func(c *cli.Context) error {
+			var ms []node.MemberInfo
+			if err := fetch(c, "/v1/members", &ms); err != nil {
+				return err
+			}
+			if js, err := wantJSON(c); err != nil || js {
+				return orJSON(c, err, ms)
+			}
+			tw := table(c.App.Writer, "NAME", "ID", "STATE", "ZONE", "GOSSIP", "RPC", "HTTP")
+			for _, m := range ms {
+				row(tw, m.Name, m.ID, m.State, dash(m.Zone), m.Gossip, m.RPC, dash(m.HTTP))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func ringCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ring",
+		Usage: "show ownership of the hash space per node",
+		Flags: clientFlags(),
+		Action: func(c *cli.Context) error {
+			var ri node.RingInfo
+			if err := fetch(c, "/v1/ring", &ri); err != nil {
+				return err
+			}
+			if js, err := wantJSON(c); err != nil || js {
+				return orJSON(c, err, ri)
+			}
+			fmt.Fprintf(c.App.Writer, "N=%d, %d virtual nodes per member\n", ri.N, ri.VNodes)
+			tw := table(c.App.Writer, "NAME", "ID", "ZONE", "STATE", "OWNS (PRIMARY)")
+			for _, m := range ri.Members {
+				row(tw, m.Name, m.ID, dash(m.Zone), m.State, fmt.Sprintf("%.1f%%", 100*m.Ownership))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "the contacted node's counters",
+		Flags: clientFlags(),
+		Action: func(c *cli.Context) error {
+			var st map[string]any
+			if err := fetch(c, "/v1/status", &st); err != nil {
+				return err
+			}
+			if js, err := wantJSON(c); err != nil || js {
+				return orJSON(c, err, st)
+			}
+			printTree(c.App.Writer, "", st)
+			return nil
+		},
+	}
+}
+
+// printTree prints a decoded JSON document as indented "key: value" lines
+// with sorted keys.
+func printTree(w io.Writer, indent string, v map[string]any) {
+	keys := make([]string, 0, len(v))
+	for k := range v {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		switch x := v[k].(type) {
+		case map[string]any:
+			if len(x) == 0 {
+				fmt.Fprintf(w, "%s%s: -\n", indent, k)
+				continue
+			}
+			fmt.Fprintf(w, "%s%s:\n", indent, k)
+			printTree(w, indent+"  ", x)
+		default:
+			b, _ := json.Marshal(x)
+			fmt.Fprintf(w, "%s%s: %s\n", indent, k, strings.Trim(string(b), `"`))
+		}
+	}
+}
+
+func fetch(c *cli.Context, path string, out any) error {
+	ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
+	defer cancel()
+	return newClient(c).GetJSON(ctx, path, out)
+}
+
+func orJSON(c *cli.Context, err error, v any) error {
+	if err != nil {
+		return err
+	}
+	return printJSON(c.App.Writer, v)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func table(w io.Writer, header ...string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row(tw, header...)
+	return tw
+}
+
+func row(tw *tabwriter.Writer, cols ...string) {
+	fmt.Fprintln(tw, strings.Join(cols, "\t"))
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func usageErr(c *cli.Context, msg string) error {
+	return exitErr{msg: fmt.Sprintf("%s (usage: rumor %s %s)", msg, c.Command.Name, c.Command.ArgsUsage), code: exitError}
+}

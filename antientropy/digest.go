@@ -7,8 +7,8 @@ import (
 	"github.com/zeebo/xxh3"
 )
 
-// Digest is a 128-bit digest of one (key, encoded state) pair. Its low half
-// doubles as the item's identity in the reconciliation protocol.
+// Digest is a 128-bit digest of one (key, encoded state) pair. The index
+// XORs whole digests; the protocol reconciles ItemOf identities.
 type Digest struct{ Hi, Lo uint64 }
 
 // Xor returns d ^ o.
@@ -17,8 +17,26 @@ func (d Digest) Xor(o Digest) Digest { return Digest{d.Hi ^ o.Hi, d.Lo ^ o.Lo} }
 // IsZero reports whether d is all zeros (the digest of an empty set).
 func (d Digest) IsZero() bool { return d.Hi == 0 && d.Lo == 0 }
 
-// Item is the 64-bit item identity the protocol reconciles.
-func (d Digest) Item() uint64 { return d.Lo }
+// ItemBits is how many low bits of an item come from the digest; the rest
+// are the top bits of the key's hash.
+const ItemBits = 40
+
+// ItemOf is the 64-bit identity the protocol reconciles for a key whose hash
+// is hash and whose (key, state) digest is d: the top 24 bits of the key
+// hash, then 40 bits of the digest. Two states of one key collide with
+// probability 2^-40; different keys almost never share an item. Carrying
+// the hash prefix lets the side that decodes an item it lacks find its own
+// copy of that key (if any) without another round trip.
+func ItemOf(hash uint64, d Digest) uint64 {
+	const low = 1<<ItemBits - 1
+	return hash&^low | d.Lo&low
+}
+
+// ItemHashRange is the key-hash interval [start, end] an item's key lies in.
+func ItemHashRange(item uint64) (start, end uint64) {
+	const low = 1<<ItemBits - 1
+	return item &^ low, item | low
+}
 
 var hasherPool = sync.Pool{New: func() any { return xxh3.New128() }}
 

@@ -20,7 +20,7 @@
 // ends with the exact symmetric difference of their (key, state) items:
 //
 //  1. The initiator sends a Summary: ring fingerprint, the set's hash, its
-//     item count (about 40 bytes). Equal hashes end the session: an in-sync
+//     item count (about 30 bytes). Equal hashes end the session: an in-sync
 //     pair costs one small message each way per round for all shared ranges.
 //  2. Otherwise the responder streams coded symbols of a rateless invertible
 //     Bloom lookup table (RIBLT; Yang, Gilad and Alizadeh, SIGCOMM 2024) over
@@ -34,6 +34,9 @@
 //     responder holds nothing, the initiator pushes everything.
 //
 // The Result names items only on the initiator's side (LocalOnly) and only
-// on the responder's (RemoteOnly); the node then pushes and pulls exactly
-// those states and merges them with the CRDT join.
+// on the responder's (RemoteOnly); the node then moves exactly those states
+// to the side that lacks them and merges them with the CRDT join. An item
+// (ItemOf) is the top 24 bits of the key's hash and 40 bits of its digest,
+// so the side that lacks an item can find its own copy of the key, if any,
+// and say what it already holds.
 package antientropy

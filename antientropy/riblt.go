@@ -73,12 +73,6 @@ type window struct {
 	maps   []mapping
 }
 
-func (w *window) add(item uint64) {
-	c := checksum(item)
-	w.items = append(w.items, item)
-	w.checks = append(w.checks, c)
-	w.maps = append(w.maps, newMapping(c))
-}
 
 // addAt adds an item whose symbols below from were already accounted for
 // elsewhere, fast-forwarding its mapping.

@@ -12,100 +12,25 @@ import (
 	"time"
 
 	"github.com/rumorkv/rumor/antientropy"
+	"github.com/rumorkv/rumor/crdt"
 	"github.com/rumorkv/rumor/node/rpc"
 	"github.com/rumorkv/rumor/ring"
 )
 
-// Anti-entropy peer RPC methods.
 const (
-	// methodAESync carries one protocol message of a session (Summary,
-	// More, ListReq) and returns the responder's answer.
-	methodAESync uint16 = 5
-	// methodAEPull returns the states behind items of a session.
-	methodAEPull uint16 = 6
-	// methodAEPush merges states into the receiver (durably, in one sync).
-	methodAEPush uint16 = 7
-	// methodAEPullRange pages through every state the two share (bulk copy
-	// for a replica that holds nothing).
-	methodAEPullRange uint16 = 8
-	// methodAEDone ends a responder session.
-	methodAEDone uint16 = 9
-	// methodReap checks (and with Do, deletes) a tombstone on a replica.
-	methodReap uint16 = 10
-)
-
-// Wire overhead of one peer call: the RPC frame headers of the request and
-// of the response (see node/rpc). Counted in the anti-entropy byte figures
-// so they are what the network carries, not just the bodies.
-const (
-	rpcRequestOverhead  = 20
-	rpcResponseOverhead = 14
-)
-
-const (
-	// aeBatchBytes bounds the states in one push or pull answer.
+	// aeBatchBytes bounds the states in one pull or fetch answer.
 	aeBatchBytes = 1 << 20
-	// aePullItems bounds the items asked for in one pull.
-	aePullItems = 4096
+	// aeBatchItems bounds the items or hashes in one request.
+	aeBatchItems = 4096
 	// aeMaxSessions bounds concurrent responder sessions; more are refused.
 	aeMaxSessions = 16
 	// aeSessionIdle is how long an idle responder session is kept.
 	aeSessionIdle = time.Minute
+	// aeConcurrency bounds the sessions a node initiates at once.
+	aeConcurrency = 2
 	// reapBatch bounds the tombstones one reaper round handles.
 	reapBatch = 10000
 )
-
-type aeSyncReq struct {
-	Session uint64 `msgpack:"s"`
-	From    uint64 `msgpack:"f"`
-	Msg     []byte `msgpack:"m"`
-}
-
-type aeSyncResp struct {
-	Msg []byte `msgpack:"m"`
-}
-
-type aePullReq struct {
-	Session uint64   `msgpack:"s"`
-	Items   []uint64 `msgpack:"i"`
-}
-
-type aePair struct {
-	Key   []byte `msgpack:"k"`
-	State []byte `msgpack:"v"`
-}
-
-type aePairs struct {
-	Pairs []aePair `msgpack:"p"`
-	// Done is how many of the requested items the answer covers (pull);
-	// the rest must be asked for again.
-	Done int `msgpack:"d"`
-}
-
-type aePullRangeReq struct {
-	From      uint64 `msgpack:"f"`
-	AfterHash uint64 `msgpack:"h"`
-	AfterKey  []byte `msgpack:"k"`
-}
-
-type aePullRangeResp struct {
-	Pairs []aePair `msgpack:"p"`
-	More  bool     `msgpack:"m"`
-}
-
-type aeDoneReq struct {
-	Session uint64 `msgpack:"s"`
-}
-
-type reapReq struct {
-	Key    []byte    `msgpack:"k"`
-	Digest [2]uint64 `msgpack:"d"`
-	Do     bool      `msgpack:"x"`
-}
-
-type reapResp struct {
-	Same bool `msgpack:"s"`
-}
 
 // itemRef maps a protocol item to the hash of its key.
 type itemRef struct{ item, hash uint64 }
@@ -120,12 +45,10 @@ type aeResponder struct {
 
 // aePeer is what this node knows of its exchanges with one peer.
 type aePeer struct {
-	ranges        int
 	inSync        bool
 	lastExchange  time.Time
 	lastDuration  time.Duration
 	lastError     string
-	keysPushed    uint64
 	keysPulled    uint64
 	bytesSent     uint64
 	bytesReceived uint64
@@ -133,6 +56,14 @@ type aePeer struct {
 
 // antiEntropy keeps the hash index current and reconciles shared ranges
 // with peers.
+//
+// Every state that crosses the network is asked for by the node that lacks
+// it, together with that node's current causal context for the key, and
+// the sender leaves out states the context already covers. All merges into
+// one node are serialized (repairMu), so when two peers both hold a state
+// this node lacks — after a partition, the two replicas on one side — it
+// takes the state from whichever it asks first and the second answers with
+// nothing: every state crosses once per replica that needs it.
 type antiEntropy struct {
 	n     *Node
 	index *antientropy.Index
@@ -140,14 +71,19 @@ type antiEntropy struct {
 	kick  chan uint64
 	limit *rateLimiter
 
+	// repairMu serializes fetching and merging states into this node.
+	repairMu sync.Mutex
+
 	mu struct {
 		sync.Mutex
 		sessions map[uint64]*aeResponder
 		peers    map[uint64]*aePeer
 	}
 
-	sessions, inSync, keysPushed, keysPulled, keysRepaired atomic.Uint64
-	bytesSent, bytesReceived, symbols, reaped              atomic.Uint64
+	sessions, inSync, keysPulled, keysRepaired atomic.Uint64
+	bytesSent, bytesReceived, symbols, reaped  atomic.Uint64
+	// bytesByMethod counts request and answer bytes per RPC method.
+	bytesByMethod [16]atomic.Uint64
 }
 
 func newAntiEntropy(n *Node) *antiEntropy {
@@ -195,12 +131,12 @@ func (a *antiEntropy) load() error {
 	if ok && bytes.Equal(clean, []byte{1}) {
 		snap, ok, err := st.GetMeta(metaAEIndex)
 		if err == nil && ok {
-			if err := a.index.LoadSnapshot(snap); err == nil {
+			err = a.index.LoadSnapshot(snap)
+			if err == nil {
 				a.n.log.Debug("anti-entropy index loaded from snapshot", "keys", a.index.Keys())
 				return st.PutMeta(metaAEClean, []byte{0})
-			} else {
-				a.n.log.Warn("anti-entropy index snapshot unusable; rebuilding", "err", err)
 			}
+			a.n.log.Warn("anti-entropy index snapshot unusable; rebuilding", "err", err)
 		}
 	}
 	start := time.Now()
@@ -228,7 +164,7 @@ func (a *antiEntropy) save() error {
 	return a.n.store.PutMeta(metaAEClean, []byte{1})
 }
 
-// trigger asks for a session with peer now (when it becomes reachable).
+// trigger asks for a session with peer now (it became reachable).
 func (a *antiEntropy) trigger(peer uint64) {
 	if a.n.cfg.AEInterval < 0 {
 		return
@@ -246,8 +182,8 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d)
 }
 
-// loop runs sessions every AEInterval (jittered) with every peer this node
-// initiates with, and at once with a peer that becomes reachable.
+// loop runs sessions every AEInterval (jittered) and at once with a peer
+// that becomes reachable.
 func (a *antiEntropy) loop() {
 	if a.n.cfg.AEInterval < 0 {
 		return
@@ -265,21 +201,22 @@ func (a *antiEntropy) loop() {
 					peers = append(peers, q)
 				}
 			}
-			a.run(a.filter(peers, false))
+			a.run(a.initiateWith(peers, false))
 		case <-timer.C:
 			a.expire()
-			a.run(a.filter(nil, true))
+			a.run(a.initiateWith(nil, true))
 			timer.Reset(jitter(a.n.cfg.AEInterval))
 		}
 	}
 }
 
-// filter picks the peers to start sessions with: reachable, sharing ranges
-// with this node, and either with a higher id (of a pair, the lower id
-// initiates, so each pair runs one session per round) or not heard from for
-// three intervals (the other side may not reach us). With all, every peer
-// in the view is considered; otherwise only those given.
-func (a *antiEntropy) filter(given []uint64, all bool) []uint64 {
+// initiateWith picks the peers to start sessions with: reachable, sharing
+// ranges with this node, and with a higher id (of each pair the lower id
+// initiates, so a pair runs one session per round) — or, in a periodic
+// round, not heard from for three intervals (the other side may not reach
+// us). With all, every peer in the view is considered; otherwise only those
+// given.
+func (a *antiEntropy) initiateWith(given []uint64, all bool) []uint64 {
 	v := a.n.view.Load()
 	if all {
 		given = given[:0]
@@ -299,7 +236,7 @@ func (a *antiEntropy) filter(given []uint64, all bool) []uint64 {
 			p := a.mu.peers[id]
 			recent := p != nil && time.Since(p.lastExchange) < stale
 			a.mu.Unlock()
-			if recent || !all {
+			if !all || recent {
 				continue
 			}
 		}
@@ -309,15 +246,16 @@ func (a *antiEntropy) filter(given []uint64, all bool) []uint64 {
 	return out
 }
 
-// run holds sessions with peers, AEConcurrency at a time, and returns when
+// run holds sessions with peers, aeConcurrency at a time, and returns when
 // all are over.
 func (a *antiEntropy) run(peers []uint64) {
-	sem := make(chan struct{}, max(1, a.n.cfg.AEConcurrency))
+	sem := make(chan struct{}, aeConcurrency)
 	var wg sync.WaitGroup
 	for _, id := range peers {
 		select {
 		case sem <- struct{}{}:
 		case <-a.n.ctx.Done():
+			wg.Wait()
 			return
 		}
 		wg.Add(1)
@@ -354,11 +292,11 @@ func (a *antiEntropy) call(ctx context.Context, peer uint64, e memberEntry, meth
 	}
 	a.bytesSent.Add(sent)
 	a.bytesReceived.Add(recv)
+	a.bytesByMethod[method%16].Add(sent + recv)
 	a.mu.Lock()
-	if p := a.peerLocked(peer); p != nil {
-		p.bytesSent += sent
-		p.bytesReceived += recv
-	}
+	p := a.peerLocked(peer)
+	p.bytesSent += sent
+	p.bytesReceived += recv
 	a.mu.Unlock()
 	if err != nil {
 		return err
@@ -378,29 +316,30 @@ func (a *antiEntropy) peerLocked(id uint64) *aePeer {
 	return p
 }
 
-// items enumerates this node's items in s: every key's digest item and
-// hash, sorted by item.
+func compareRefs(x itemRef, item uint64) int {
+	switch {
+	case x.item < item:
+		return -1
+	case x.item > item:
+		return 1
+	}
+	return 0
+}
+
+// items enumerates this node's items in s, sorted.
 func (a *antiEntropy) items(s antientropy.RangeSet) ([]uint64, []itemRef, error) {
 	var refs []itemRef
 	for _, sp := range s {
 		start, end := sp.HashBounds()
 		err := a.n.store.Scan(start, end, func(hash uint64, key, value []byte) error {
-			refs = append(refs, itemRef{item: antientropy.DigestOf(key, value).Item(), hash: hash})
+			refs = append(refs, itemRef{item: antientropy.ItemOf(hash, antientropy.DigestOf(key, value)), hash: hash})
 			return nil
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("anti-entropy: enumerate items: %w", err)
 		}
 	}
-	slices.SortFunc(refs, func(x, y itemRef) int {
-		switch {
-		case x.item < y.item:
-			return -1
-		case x.item > y.item:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(refs, func(x, y itemRef) int { return compareRefs(x, y.item) })
 	items := make([]uint64, len(refs))
 	for i, r := range refs {
 		items[i] = r.item
@@ -408,20 +347,11 @@ func (a *antiEntropy) items(s antientropy.RangeSet) ([]uint64, []itemRef, error)
 	return items, refs, nil
 }
 
-// hashesOf maps items to their key hashes (deduplicated).
+// hashesOf maps items to their key hashes (sorted, deduplicated).
 func hashesOf(refs []itemRef, items []uint64) []uint64 {
 	var out []uint64
 	for _, it := range items {
-		i, ok := slices.BinarySearchFunc(refs, it, func(r itemRef, t uint64) int {
-			switch {
-			case r.item < t:
-				return -1
-			case r.item > t:
-				return 1
-			}
-			return 0
-		})
-		if ok {
+		if i, ok := slices.BinarySearchFunc(refs, it, compareRefs); ok {
 			out = append(out, refs[i].hash)
 		}
 	}
@@ -430,30 +360,78 @@ func hashesOf(refs []itemRef, items []uint64) []uint64 {
 }
 
 // statesAt appends the current (key, state) pairs at each hash to pairs,
-// until the pairs hold limit bytes; it returns how many hashes it covered.
-func (a *antiEntropy) statesAt(hashes []uint64, pairs []aePair, limit int) ([]aePair, int, error) {
+// leaving out states that have[hash] already covers, until they hold
+// limit bytes; it returns how many hashes it covered and the bytes added.
+func (a *antiEntropy) statesAt(hashes []uint64, pairs []aePair, limit int, have map[uint64]crdt.VV) ([]aePair, int, int, error) {
 	size := 0
 	for i, h := range hashes {
 		if size >= limit && i > 0 {
-			return pairs, i, nil
+			return pairs, i, size, nil
 		}
 		err := a.n.store.Scan(h, h+1, func(hash uint64, key, value []byte) error {
 			if hash != h {
 				return nil
+			}
+			if vv, ok := have[h]; ok {
+				if reg, err := decodeReg(value); err == nil && coveredBy(reg, vv) {
+					return nil
+				}
 			}
 			pairs = append(pairs, aePair{Key: bytes.Clone(key), State: bytes.Clone(value)})
 			size += len(key) + len(value)
 			return nil
 		})
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
 	}
-	return pairs, len(hashes), nil
+	return pairs, len(hashes), size, nil
+}
+
+// coveredBy reports whether vv covers every version of reg: joining reg
+// into a state whose context is vv changes nothing.
+func coveredBy(reg crdt.Register, vv crdt.VV) bool {
+	for _, v := range reg.Versions {
+		if !vv.Covers(v.Dot) {
+			return false
+		}
+	}
+	return true
+}
+
+// haveIn returns this node's causal context for every key whose hash lies
+// in one of the closed intervals [start, end] (by full key hash; a hash
+// shared by two keys is left out, one context being ambiguous there).
+func (a *antiEntropy) haveIn(intervals [][2]uint64) (map[uint64]crdt.VV, error) {
+	have := map[uint64]crdt.VV{}
+	dup := map[uint64]bool{}
+	for _, iv := range intervals {
+		end := iv[1] + 1 // Scan's end is exclusive; 0 means the end of the space
+		err := a.n.store.Scan(iv[0], end, func(hash uint64, key, value []byte) error {
+			if _, seen := have[hash]; seen {
+				dup[hash] = true
+				return nil
+			}
+			reg, err := decodeReg(value)
+			if err != nil {
+				return err
+			}
+			have[hash] = reg.Context()
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for h := range dup {
+		delete(have, h)
+	}
+	return have, nil
 }
 
 // merge joins received states into this node's copies and makes them
-// durable with one sync; it returns how many copies changed.
+// durable with one sync; the caller holds repairMu. It returns how many
+// copies changed.
 func (a *antiEntropy) merge(pairs []aePair) (int, error) {
 	changed := 0
 	for _, p := range pairs {
@@ -472,15 +450,24 @@ func (a *antiEntropy) merge(pairs []aePair) (int, error) {
 			changed++
 		}
 	}
-	if err := a.n.store.Sync(); err != nil {
-		return changed, err
+	if len(pairs) > 0 {
+		if err := a.n.store.Sync(); err != nil {
+			return changed, err
+		}
 	}
 	a.keysRepaired.Add(uint64(changed))
 	return changed, nil
 }
 
-// syncPeer runs one session with peer as the initiator and carries out the
-// transfers it finds.
+// received records states received from peer.
+func (a *antiEntropy) received(peer uint64, n int) {
+	a.keysPulled.Add(uint64(n))
+	a.mu.Lock()
+	a.peerLocked(peer).keysPulled += uint64(n)
+	a.mu.Unlock()
+}
+
+// syncPeer runs one session with peer as the initiator.
 func (a *antiEntropy) syncPeer(peer uint64) {
 	n := a.n
 	v := n.view.Load()
@@ -488,39 +475,38 @@ func (a *antiEntropy) syncPeer(peer uint64) {
 	if !ok {
 		return
 	}
-	s := v.shared[ring.NodeID(peer)]
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.AESessionTimeout)
 	defer cancel()
-	pushed, pulled, inSync, err := a.session(ctx, peer, e, v, s)
+	repaired, inSync, err := a.session(ctx, peer, e, v, v.shared[ring.NodeID(peer)])
 	a.sessions.Add(1)
 	if inSync {
 		a.inSync.Add(1)
 	}
 	a.mu.Lock()
 	p := a.peerLocked(peer)
-	p.ranges = len(s)
 	p.lastDuration = time.Since(start)
-	p.keysPushed += uint64(pushed)
-	p.keysPulled += uint64(pulled)
 	if err != nil {
 		p.lastError = err.Error()
 		p.inSync = false
 	} else {
 		p.lastError = ""
 		p.lastExchange = time.Now()
-		p.inSync = inSync || (pushed == 0 && pulled == 0)
+		p.inSync = true // in sync, or repaired both ways
 	}
 	a.mu.Unlock()
 	if err != nil && n.ctx.Err() == nil {
 		n.log.Debug("anti-entropy session failed", "peer", e.Name, "err", err)
-	} else if pushed+pulled > 0 {
-		n.log.Info("anti-entropy repaired", "peer", e.Name, "pushed", pushed, "pulled", pulled,
+	} else if repaired > 0 {
+		n.log.Info("anti-entropy repaired", "peer", e.Name, "states", repaired,
 			"took", time.Since(start).Round(time.Millisecond))
 	}
 }
 
-func (a *antiEntropy) session(ctx context.Context, peer uint64, e memberEntry, v *view, s antientropy.RangeSet) (pushed, pulled int, inSync bool, err error) {
+// session runs one reconciliation with peer as the initiator, then has the
+// peer fetch what it lacks and pulls what this node lacks. It returns the
+// states that crossed.
+func (a *antiEntropy) session(ctx context.Context, peer uint64, e memberEntry, v *view, s antientropy.RangeSet) (moved int, inSync bool, err error) {
 	ini := antientropy.NewInitiator(a.cfg, v.ring.Hash(), a.index.SetHash(s), a.index.SetCount(s))
 	sid := rand.Uint64()
 	msg := ini.Summary()
@@ -536,90 +522,128 @@ func (a *antiEntropy) session(ctx context.Context, peer uint64, e memberEntry, v
 	for msg != nil {
 		body, err := msg.MarshalBinary()
 		if err != nil {
-			return 0, 0, false, err
+			return 0, false, err
 		}
 		var resp aeSyncResp
 		if err := a.call(ctx, peer, e, methodAESync, &aeSyncReq{Session: sid, From: a.n.id, Msg: body}, &resp); err != nil {
-			return 0, 0, false, err
+			return 0, false, err
 		}
 		var reply antientropy.Message
 		if err := reply.Decode(resp.Msg, antientropy.Limits{}); err != nil {
-			return 0, 0, false, err
+			return 0, false, err
 		}
-		if reply.Type == antientropy.MsgSymbols || reply.Type == antientropy.MsgList {
-			remoteSession = reply.Count > 0 || reply.Type == antientropy.MsgList
+		if (reply.Type == antientropy.MsgSymbols && reply.Count > 0) || reply.Type == antientropy.MsgList {
+			remoteSession = true
 		}
 		if ini.NeedItems(&reply) {
 			var items []uint64
 			if items, refs, err = a.items(s); err != nil {
-				return 0, 0, false, err
+				return 0, false, err
 			}
 			ini.SetItems(items)
 		}
 		if msg, err = ini.Step(&reply); err != nil {
-			return 0, 0, false, err
+			return 0, false, err
 		}
 	}
 	res := ini.Result()
 	a.symbols.Add(uint64(res.Symbols))
 	if res.InSync {
-		return 0, 0, true, nil
+		return 0, true, nil
 	}
 	if res.PullAll {
-		pulled, err = a.pullAll(ctx, peer, e)
-		return 0, pulled, false, err
+		moved, err = a.pullAll(ctx, peer, e)
+		return moved, false, err
 	}
-	if pushed, err = a.push(ctx, peer, e, hashesOf(refs, res.LocalOnly)); err != nil {
-		return pushed, 0, false, err
+	if hashes := hashesOf(refs, res.LocalOnly); len(hashes) > 0 {
+		for len(hashes) > 0 {
+			batch := hashes[:min(len(hashes), aeBatchItems)]
+			var resp aeNeedResp
+			if err := a.call(ctx, peer, e, methodAENeed, &aeNeedReq{Session: sid, From: a.n.id, Hashes: batch}, &resp); err != nil {
+				return moved, false, err
+			}
+			moved += resp.Fetched
+			hashes = hashes[len(batch):]
+		}
 	}
-	pulled, err = a.pull(ctx, peer, e, sid, res.RemoteOnly)
-	return pushed, pulled, false, err
+	pulled, err := a.pull(ctx, peer, e, sid, res.RemoteOnly)
+	return moved + pulled, false, err
 }
 
-// push sends the states at hashes to the peer, in batches, rate-limited.
-func (a *antiEntropy) push(ctx context.Context, peer uint64, e memberEntry, hashes []uint64) (int, error) {
-	pushed := 0
-	for len(hashes) > 0 {
-		pairs, done, err := a.statesAt(hashes, nil, aeBatchBytes)
-		if err != nil {
-			return pushed, err
-		}
-		hashes = hashes[done:]
-		if len(pairs) == 0 {
-			continue
-		}
-		if err := a.limit.wait(ctx, pairsSize(pairs)); err != nil {
-			return pushed, err
-		}
-		if err := a.call(ctx, peer, e, methodAEPush, &aePairs{Pairs: pairs}, nil); err != nil {
-			return pushed, err
-		}
-		pushed += len(pairs)
-		a.keysPushed.Add(uint64(len(pairs)))
-	}
-	return pushed, nil
-}
-
-// pull asks the peer for the states behind items and merges them.
+// pull asks the session's responder for the states behind items (those it
+// holds and this node lacks) and merges them. Each batch carries this
+// node's current context for keys in the items' hash ranges, so states it
+// has meanwhile received from elsewhere are not sent again.
 func (a *antiEntropy) pull(ctx context.Context, peer uint64, e memberEntry, sid uint64, items []uint64) (int, error) {
 	pulled := 0
 	for len(items) > 0 {
-		batch := items[:min(len(items), aePullItems)]
-		var resp aePairs
-		if err := a.call(ctx, peer, e, methodAEPull, &aePullReq{Session: sid, Items: batch}, &resp); err != nil {
+		batch := items[:min(len(items), aeBatchItems)]
+		n, done, err := a.pullBatch(ctx, peer, e, sid, batch)
+		pulled += n
+		if err != nil {
 			return pulled, err
 		}
-		if resp.Done <= 0 || resp.Done > len(batch) {
-			return pulled, fmt.Errorf("anti-entropy: pull answer covers %d of %d items", resp.Done, len(batch))
-		}
-		items = items[resp.Done:]
-		if _, err := a.merge(resp.Pairs); err != nil {
-			return pulled, err
-		}
-		pulled += len(resp.Pairs)
-		a.keysPulled.Add(uint64(len(resp.Pairs)))
+		items = items[done:]
 	}
 	return pulled, nil
+}
+
+func (a *antiEntropy) pullBatch(ctx context.Context, peer uint64, e memberEntry, sid uint64, items []uint64) (int, int, error) {
+	a.repairMu.Lock()
+	defer a.repairMu.Unlock()
+	intervals := make([][2]uint64, len(items))
+	for i, it := range items {
+		intervals[i][0], intervals[i][1] = antientropy.ItemHashRange(it)
+	}
+	have, err := a.haveIn(intervals)
+	if err != nil {
+		return 0, 0, err
+	}
+	var resp aePairs
+	if err := a.call(ctx, peer, e, methodAEPull, &aePullReq{Session: sid, Items: items, Have: encodeHave(have)}, &resp); err != nil {
+		return 0, 0, err
+	}
+	if resp.Done <= 0 || resp.Done > len(items) {
+		return 0, 0, fmt.Errorf("anti-entropy: pull answer covers %d of %d items", resp.Done, len(items))
+	}
+	if _, err := a.merge(resp.Pairs); err != nil {
+		return 0, 0, err
+	}
+	a.received(peer, len(resp.Pairs))
+	return len(resp.Pairs), resp.Done, nil
+}
+
+// fetch gets the states at hashes from peer (the initiator of a session,
+// which holds them) and merges them, sending this node's context for those
+// keys so states it already covers stay where they are.
+func (a *antiEntropy) fetch(ctx context.Context, peer uint64, e memberEntry, hashes []uint64) (int, error) {
+	a.repairMu.Lock()
+	defer a.repairMu.Unlock()
+	fetched := 0
+	for len(hashes) > 0 {
+		intervals := make([][2]uint64, len(hashes))
+		for i, h := range hashes {
+			intervals[i] = [2]uint64{h, h}
+		}
+		have, err := a.haveIn(intervals)
+		if err != nil {
+			return fetched, err
+		}
+		var resp aePairs
+		if err := a.call(ctx, peer, e, methodAEFetch, &aeFetchReq{Hashes: hashes, Have: encodeHave(have)}, &resp); err != nil {
+			return fetched, err
+		}
+		if resp.Done <= 0 || resp.Done > len(hashes) {
+			return fetched, fmt.Errorf("anti-entropy: fetch answer covers %d of %d keys", resp.Done, len(hashes))
+		}
+		if _, err := a.merge(resp.Pairs); err != nil {
+			return fetched, err
+		}
+		a.received(peer, len(resp.Pairs))
+		fetched += len(resp.Pairs)
+		hashes = hashes[resp.Done:]
+	}
+	return fetched, nil
 }
 
 // pullAll copies every state the two share from the peer (this node holds
@@ -632,11 +656,14 @@ func (a *antiEntropy) pullAll(ctx context.Context, peer uint64, e memberEntry) (
 		if err := a.call(ctx, peer, e, methodAEPullRange, &req, &resp); err != nil {
 			return pulled, err
 		}
-		if _, err := a.merge(resp.Pairs); err != nil {
+		a.repairMu.Lock()
+		_, err := a.merge(resp.Pairs)
+		a.repairMu.Unlock()
+		if err != nil {
 			return pulled, err
 		}
+		a.received(peer, len(resp.Pairs))
 		pulled += len(resp.Pairs)
-		a.keysPulled.Add(uint64(len(resp.Pairs)))
 		if !resp.More || len(resp.Pairs) == 0 {
 			return pulled, nil
 		}
@@ -645,12 +672,15 @@ func (a *antiEntropy) pullAll(ctx context.Context, peer uint64, e memberEntry) (
 	}
 }
 
-func pairsSize(pairs []aePair) int {
-	n := 0
-	for _, p := range pairs {
-		n += len(p.Key) + len(p.State) + 8
+// responderSession returns a responder session, touching it.
+func (a *antiEntropy) responderSession(id uint64) *aeResponder {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.mu.sessions[id]
+	if s != nil {
+		s.used = time.Now()
 	}
-	return n
+	return s
 }
 
 // serve handles the anti-entropy RPC methods.
@@ -679,41 +709,39 @@ func (a *antiEntropy) serve(ctx context.Context, method uint16, body []byte) ([]
 		if err := decode(body, &req); err != nil {
 			return nil, badRequest(err)
 		}
-		a.mu.Lock()
-		s := a.mu.sessions[req.Session]
-		if s != nil {
-			s.used = time.Now()
+		have, err := decodeHave(req.Have)
+		if err != nil {
+			return nil, badRequest(err)
 		}
-		a.mu.Unlock()
+		s := a.responderSession(req.Session)
 		if s == nil {
 			return nil, badRequest(fmt.Errorf("no anti-entropy session %x", req.Session))
 		}
-		// Cover a prefix of the items whose states fit in one answer.
-		var resp aePairs
-		for resp.Done < len(req.Items) {
-			hs := hashesOf(s.refs, req.Items[resp.Done:resp.Done+1])
-			var err error
-			if resp.Pairs, _, err = a.statesAt(hs, resp.Pairs, aeBatchBytes); err != nil {
-				return nil, err
-			}
-			resp.Done++
-			if pairsSize(resp.Pairs) >= aeBatchBytes {
-				break
-			}
-		}
-		if err := a.limit.wait(ctx, pairsSize(resp.Pairs)); err != nil {
-			return nil, err
-		}
-		return encode(&resp)
-	case methodAEPush:
-		var req aePairs
+		return a.serveStates(ctx, len(req.Items), func(i int) []uint64 { return hashesOf(s.refs, req.Items[i:i+1]) }, have)
+	case methodAEFetch:
+		var req aeFetchReq
 		if err := decode(body, &req); err != nil {
 			return nil, badRequest(err)
 		}
-		if _, err := a.merge(req.Pairs); err != nil {
+		have, err := decodeHave(req.Have)
+		if err != nil {
+			return nil, badRequest(err)
+		}
+		return a.serveStates(ctx, len(req.Hashes), func(i int) []uint64 { return req.Hashes[i : i+1] }, have)
+	case methodAENeed:
+		var req aeNeedReq
+		if err := decode(body, &req); err != nil {
+			return nil, badRequest(err)
+		}
+		e, ok := a.n.view.Load().byID[req.From]
+		if !ok {
+			return nil, badRequest(fmt.Errorf("anti-entropy: unknown node %016x", req.From))
+		}
+		fetched, err := a.fetch(ctx, req.From, e, req.Hashes)
+		if err != nil {
 			return nil, err
 		}
-		return nil, nil
+		return encode(&aeNeedResp{Fetched: fetched})
 	case methodAEPullRange:
 		var req aePullRangeReq
 		if err := decode(body, &req); err != nil {
@@ -730,7 +758,7 @@ func (a *antiEntropy) serve(ctx context.Context, method uint16, body []byte) ([]
 		delete(a.mu.sessions, req.Session)
 		a.mu.Unlock()
 		if s != nil {
-			a.noteExchange(s.peer, true) // the initiator has carried out the repairs
+			a.noteExchange(s.peer, true) // the repairs both ways are done
 		}
 		return nil, nil
 	case methodReap:
@@ -750,15 +778,30 @@ func (a *antiEntropy) serve(ctx context.Context, method uint16, body []byte) ([]
 	return nil, badRequest(fmt.Errorf("unknown method %d", method))
 }
 
+// serveStates answers a pull or fetch: for requests 0..n-1 (each naming
+// key hashes), the states not covered by have, up to aeBatchBytes.
+func (a *antiEntropy) serveStates(ctx context.Context, n int, hashesFor func(int) []uint64, have map[uint64]crdt.VV) ([]byte, error) {
+	var resp aePairs
+	size := 0
+	for resp.Done < n && size < aeBatchBytes {
+		var added int
+		var err error
+		if resp.Pairs, _, added, err = a.statesAt(hashesFor(resp.Done), resp.Pairs, aeBatchBytes, have); err != nil {
+			return nil, err
+		}
+		size += added
+		resp.Done++
+	}
+	if err := a.limit.wait(ctx, size); err != nil {
+		return nil, err
+	}
+	return encode(&resp)
+}
+
 // answer handles one session message as the responder.
 func (a *antiEntropy) answer(req aeSyncReq, m *antientropy.Message) (*antientropy.Message, error) {
 	if m.Type != antientropy.MsgSummary {
-		a.mu.Lock()
-		s := a.mu.sessions[req.Session]
-		if s != nil {
-			s.used = time.Now()
-		}
-		a.mu.Unlock()
+		s := a.responderSession(req.Session)
 		if s == nil || s.peer != req.From {
 			return nil, badRequest(fmt.Errorf("no anti-entropy session %x", req.Session))
 		}
@@ -843,7 +886,6 @@ type AntiEntropyPeer struct {
 	LastExchange  time.Time `json:"last_exchange"`
 	LastDuration  string    `json:"last_duration"`
 	LastError     string    `json:"last_error,omitempty"`
-	KeysPushed    uint64    `json:"keys_pushed"`
 	KeysPulled    uint64    `json:"keys_pulled"`
 	BytesSent     uint64    `json:"bytes_sent"`
 	BytesReceived uint64    `json:"bytes_received"`
@@ -856,7 +898,6 @@ type AntiEntropyStatus struct {
 	RangesTotal    int                        `json:"ranges_total"`
 	Sessions       uint64                     `json:"sessions"`
 	SessionsInSync uint64                     `json:"sessions_in_sync"`
-	KeysPushed     uint64                     `json:"keys_pushed"`
 	KeysPulled     uint64                     `json:"keys_pulled"`
 	KeysRepaired   uint64                     `json:"keys_repaired"`
 	BytesSent      uint64                     `json:"bytes_sent"`
@@ -875,7 +916,6 @@ func (n *Node) AntiEntropy() AntiEntropyStatus {
 		Keys:           a.index.Keys(),
 		Sessions:       a.sessions.Load(),
 		SessionsInSync: a.inSync.Load(),
-		KeysPushed:     a.keysPushed.Load(),
 		KeysPulled:     a.keysPulled.Load(),
 		KeysRepaired:   a.keysRepaired.Load(),
 		BytesSent:      a.bytesSent.Load(),
@@ -897,7 +937,7 @@ func (n *Node) AntiEntropy() AntiEntropyStatus {
 			info.LastExchange = p.lastExchange
 			info.LastDuration = p.lastDuration.Round(time.Microsecond).String()
 			info.LastError = p.lastError
-			info.KeysPushed, info.KeysPulled = p.keysPushed, p.keysPulled
+			info.KeysPulled = p.keysPulled
 			info.BytesSent, info.BytesReceived = p.bytesSent, p.bytesReceived
 			if p.inSync {
 				st.RangesInSync += len(s)

@@ -151,9 +151,6 @@ type Config struct {
 	// shares with each peer (jittered); a peer that becomes reachable is
 	// compared at once. Default 2 s; negative disables anti-entropy.
 	AEInterval time.Duration
-	// AEConcurrency bounds the sessions this node initiates at once.
-	// Default 2.
-	AEConcurrency int
 	// AERateLimit bounds the bytes of states anti-entropy sends per second
 	// (pushes and answers to pulls). Default 64 MiB/s; negative: unlimited.
 	AERateLimit int64
@@ -168,6 +165,12 @@ type Config struct {
 	// ReapInterval is how often the node looks for tombstones to reap.
 	// Default 10 min; negative disables reaping.
 	ReapInterval time.Duration
+
+	// DisableHints turns off hinted handoff: a write to an unreachable
+	// replica is left to anti-entropy instead of being stored as a hint on
+	// a fallback node, and hints no longer count toward W. For measuring
+	// anti-entropy on its own. Default false.
+	DisableHints bool
 
 	// NoSync turns off fsync of writes. Default false: a write is
 	// acknowledged only once durable.
@@ -226,7 +229,6 @@ func DefaultConfig(name, dir string) *Config {
 		HintInterval:      time.Second,
 		RejoinInterval:    time.Second,
 		AEInterval:        2 * time.Second,
-		AEConcurrency:     2,
 		AERateLimit:       64 << 20,
 		AESessionTimeout:  time.Minute,
 		TombstoneGrace:    24 * time.Hour,
@@ -267,9 +269,6 @@ func (c *Config) validate() error {
 	fill(&c.AESessionTimeout, def.AESessionTimeout)
 	fill(&c.TombstoneGrace, def.TombstoneGrace)
 	fill(&c.ReapInterval, def.ReapInterval)
-	if c.AEConcurrency <= 0 {
-		c.AEConcurrency = def.AEConcurrency
-	}
 	if c.AERateLimit == 0 {
 		c.AERateLimit = def.AERateLimit
 	}

@@ -321,6 +321,9 @@ func (n *Node) replicateOrHint(v *view, pref []ring.NodeID, target uint64, key [
 		}
 		n.log.Debug("replicate failed; storing a hint", "target", e.Name, "err", err)
 	}
+	if n.cfg.DisableHints {
+		return false, false
+	}
 	// Fallback: the first reachable node after the preference list.
 	var holder *memberEntry
 	v.ring.Walk(hash, func(id ring.NodeID) bool {
@@ -686,7 +689,8 @@ func (n *Node) serveRPC(ctx context.Context, from net.Addr, method uint16, body 
 			return nil, err
 		}
 		return encode(&coordinateResp{Context: crdt.EncodeContext(vv)})
-	case methodAESync, methodAEPull, methodAEPush, methodAEPullRange, methodAEDone, methodReap:
+	}
+	if isAEMethod(method) {
 		return n.ae.serve(ctx, method, body)
 	}
 	return nil, &rpc.RemoteError{Code: codeBadRequest, Msg: fmt.Sprintf("unknown method %d", method)}

@@ -335,3 +335,22 @@ func (n *Node) rejoinLoop() {
 		delay = iv/2 + rand.N(iv)
 	}
 }
+
+// ScanLocal calls fn with every key this node stores and its encoded state
+// (crdt's canonical encoding: equal states have equal bytes), in key-hash
+// order. For convergence checks and tools; the slices are valid only during
+// the call.
+func (n *Node) ScanLocal(fn func(key, state []byte) error) error {
+	return n.store.Scan(0, 0, func(_ uint64, key, value []byte) error { return fn(key, value) })
+}
+
+// Replicas returns the names of key's N replicas, in preference order, as
+// this node's ring places them.
+func (n *Node) Replicas(key []byte) []string {
+	v := n.view.Load()
+	var out []string
+	for _, id := range v.ring.Preference(ring.KeyHash(key), n.cfg.N) {
+		out = append(out, v.byID[uint64(id)].Name)
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -57,7 +58,20 @@ type coordinateResp struct {
 	Context string `msgpack:"c"`
 }
 
-func encode(v any) ([]byte, error) { return msgpack.Marshal(v) }
+// encode encodes a peer message. Structs go out as msgpack arrays of their
+// fields in order (no field names on the wire): adding a field at the end
+// is compatible, reordering is not.
+func encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
+	enc.UseArrayEncodedStructs(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
 
 // decode decodes a peer message, after checking that no declared length in
 // it exceeds the bytes present.

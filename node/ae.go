@@ -881,7 +881,12 @@ func (a *antiEntropy) serveRange(ctx context.Context, req aePullRangeReq) ([]byt
 
 // AntiEntropyPeer is the anti-entropy state with one peer.
 type AntiEntropyPeer struct {
-	Ranges        int       `json:"ranges"`
+	Ranges int `json:"ranges"`
+	// SharedHash and SharedKeys describe this node's copy of the ranges it
+	// shares with the peer, now: the two replicas agree on them exactly
+	// when the peer reports the same hash for this node.
+	SharedHash    string    `json:"shared_hash"`
+	SharedKeys    uint64    `json:"shared_keys"`
 	InSync        bool      `json:"in_sync"`
 	LastExchange  time.Time `json:"last_exchange"`
 	LastDuration  string    `json:"last_duration"`
@@ -931,7 +936,8 @@ func (n *Node) AntiEntropy() AntiEntropyStatus {
 		e := v.byID[uint64(id)]
 		p := a.mu.peers[uint64(id)]
 		st.RangesTotal += len(s)
-		info := AntiEntropyPeer{Ranges: len(s)}
+		h := a.index.SetHash(s)
+		info := AntiEntropyPeer{Ranges: len(s), SharedHash: fmt.Sprintf("%016x%016x", h.Hi, h.Lo), SharedKeys: a.index.SetCount(s)}
 		if p != nil {
 			info.InSync = p.inSync
 			info.LastExchange = p.lastExchange

@@ -9,8 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"sort"
 	"strings"
+	"syscall"
+	"time"
 	"unicode/utf8"
 
 	"github.com/rumorkv/rumor/ring"
@@ -323,6 +326,23 @@ func (n *Node) Metrics() Metrics {
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"name": n.cfg.Name, "id": fmt.Sprintf("%016x", n.id), "metrics": n.Metrics(),
-		"antientropy": n.AntiEntropy(),
+		"antientropy": n.AntiEntropy(), "process": processStatus(),
 	})
+}
+
+// ProcessStatus is what /v1/status reports about the process a node runs
+// in (with several nodes in one process, they all report the same).
+type ProcessStatus struct {
+	CPUSeconds float64 `json:"cpu_seconds"`
+	Goroutines int     `json:"goroutines"`
+	HeapBytes  uint64  `json:"heap_bytes"`
+}
+
+func processStatus() ProcessStatus {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ProcessStatus{CPUSeconds: cpu.Seconds(), Goroutines: runtime.NumGoroutine(), HeapBytes: ms.HeapAlloc}
 }

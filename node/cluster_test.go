@@ -486,6 +486,17 @@ func TestHTTPAPI(t *testing.T) {
 	if resp.StatusCode != 400 {
 		t.Fatalf("bad r: %d %s", resp.StatusCode, b)
 	}
+	// This node's own copy as an encoded state.
+	resp, b = do("GET", "/v1/state/a%2Fb%20c", nil, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("state: %d %s", resp.StatusCode, b)
+	}
+	if reg, err := decodeReg(b); err != nil || len(reg.Live()) == 0 {
+		t.Fatalf("state does not decode to a live register: %v %v", reg, err)
+	}
+	if resp, b = do("GET", "/v1/state/nope", nil, nil); resp.StatusCode != 404 {
+		t.Fatalf("state of a missing key: %d %s", resp.StatusCode, b)
+	}
 	for _, p := range []string{"/v1/members", "/v1/ring", "/v1/health", "/v1/status"} {
 		resp, b := do("GET", p, nil, nil)
 		if resp.StatusCode != 200 || !strings.HasPrefix(strings.TrimSpace(string(b)), "{") && !strings.HasPrefix(string(b), "[") {

@@ -23,7 +23,45 @@ import (
 // responses.
 const ContextHeader = "X-Rumor-Context"
 
-const kvPrefix = "/v1/kv/"
+const (
+	kvPrefix    = "/v1/kv/"
+	statePrefix = "/v1/state/"
+)
+
+// keyFromPath takes the key from the escaped path after prefix.
+func keyFromPath(r *http.Request, prefix string) ([]byte, error) {
+	k, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), prefix))
+	if err != nil {
+		return nil, fmt.Errorf("bad key escaping: %v", err)
+	}
+	if k == "" {
+		return nil, errors.New("empty key")
+	}
+	return []byte(k), nil
+}
+
+// handleState serves GET /v1/state/{key}: this node's own copy of the key
+// as its encoded state (crdt's canonical binary encoding; equal states have
+// equal bytes), for tools and benchmarks that compare replicas. 404 if the
+// node holds no copy.
+func (n *Node) handleState(w http.ResponseWriter, r *http.Request) {
+	key, err := keyFromPath(r, statePrefix)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	b, ok, err := n.store.Get(key)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if !ok {
+		writeError(w, http.StatusNotFound, "no copy on this node")
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, _ = w.Write(b)
+}
 
 func (n *Node) httpHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -36,6 +74,10 @@ func (n *Node) httpHandler() http.Handler {
 		// clean "a//b" or "x/../y" and redirect, which changes the key.
 		if strings.HasPrefix(r.URL.Path, kvPrefix) {
 			n.handleKV(w, r)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, statePrefix) && r.Method == http.MethodGet {
+			n.handleState(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
@@ -77,15 +119,9 @@ func statusFor(err error) int {
 }
 
 func (n *Node) handleKV(w http.ResponseWriter, r *http.Request) {
-	raw := strings.TrimPrefix(r.URL.EscapedPath(), kvPrefix)
-	k, err := url.PathUnescape(raw)
+	key, err := keyFromPath(r, kvPrefix)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad key escaping: %v", err))
-		return
-	}
-	key := []byte(k)
-	if len(key) == 0 {
-		writeError(w, http.StatusBadRequest, "empty key")
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if len(key) > n.cfg.MaxKeySize {

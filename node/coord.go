@@ -706,4 +706,5 @@ type metrics struct {
 	writes, reads, forwarded, replicated     atomic.Uint64
 	hintsStored, hintsDelivered, readRepairs atomic.Uint64
 	siblingWarnings                          atomic.Uint64
+	hintBytes                                atomic.Uint64
 }

@@ -68,5 +68,6 @@ func (n *Node) handoff(target uint64, e memberEntry) {
 			return
 		}
 		n.metrics.hintsDelivered.Add(1)
+		n.metrics.hintBytes.Add(uint64(len(body) + rpcRequestOverhead + rpcResponseOverhead))
 	}
 }

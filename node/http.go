@@ -328,6 +328,7 @@ type Metrics struct {
 	Replicated      uint64         `json:"replicated"`
 	HintsStored     uint64         `json:"hints_stored"`
 	HintsDelivered  uint64         `json:"hints_delivered"`
+	HintBytes       uint64         `json:"hint_bytes"` // bytes sent handing off hints
 	HintsPending    map[string]int `json:"hints_pending"`
 	ReadRepairs     uint64         `json:"read_repairs"`
 	SiblingWarnings uint64         `json:"sibling_warnings"`
@@ -342,6 +343,7 @@ func (n *Node) Metrics() Metrics {
 		Replicated:      n.metrics.replicated.Load(),
 		HintsStored:     n.metrics.hintsStored.Load(),
 		HintsDelivered:  n.metrics.hintsDelivered.Load(),
+		HintBytes:       n.metrics.hintBytes.Load(),
 		ReadRepairs:     n.metrics.readRepairs.Load(),
 		SiblingWarnings: n.metrics.siblingWarnings.Load(),
 		HintsPending:    map[string]int{},

@@ -246,6 +246,10 @@ func newMembership(n *Node, prev []memberEntry) (*membership, error) {
 	if err := m.self.validate(); err != nil {
 		return nil, fmt.Errorf("node: own membership entry: %w", err)
 	}
+	// memberlist panics on node metadata over 512 bytes.
+	if b, err := encodeMeta(m.self); err != nil || len(b) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("%w: name, zone and addresses take %d bytes of node metadata, limit %d", errConfig, len(b), memberlist.MetaMaxSize)
+	}
 	m.merge(prev...)
 	m.merge(m.self)
 	m.mu.reachable[cfg.Name] = true

@@ -429,34 +429,16 @@ func (a *antiEntropy) haveIn(intervals [][2]uint64) (map[uint64]crdt.VV, error) 
 	return have, nil
 }
 
-// merge joins received states into this node's copies and makes them
-// durable with one sync; the caller holds repairMu. It returns how many
-// copies changed.
+// merge joins received states into this node's copies, durably (one
+// batch, one sync); the caller holds repairMu. It returns how many copies
+// changed.
 func (a *antiEntropy) merge(pairs []aePair) (int, error) {
-	changed := 0
-	for _, p := range pairs {
-		if err := checkKey(p.Key); err != nil {
-			return changed, err
-		}
-		reg, err := decodeReg(p.State)
-		if err != nil {
-			return changed, fmt.Errorf("state of %q: %w", p.Key, err)
-		}
-		_, ch, err := a.n.mergeLocalUnsynced(p.Key, reg)
-		if err != nil {
-			return changed, err
-		}
-		if ch {
-			changed++
-		}
+	if len(pairs) == 0 {
+		return 0, nil
 	}
-	if len(pairs) > 0 {
-		if err := a.n.store.Sync(); err != nil {
-			return changed, err
-		}
-	}
+	changed, err := a.n.mergeBatch(pairs)
 	a.keysRepaired.Add(uint64(changed))
-	return changed, nil
+	return changed, err
 }
 
 // received records states received from peer.

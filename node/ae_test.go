@@ -235,7 +235,13 @@ func seedKeys(t testing.TB, nodes []*testNode, count int, value []byte) {
 		byName[n.Name()] = n
 	}
 	actor := crdt.ActorID(nodes[0].ID())
-	touched := map[*testNode]bool{}
+	batches := map[*testNode][]aePair{}
+	flush := func(n *testNode) {
+		if _, err := n.mergeBatch(batches[n]); err != nil {
+			t.Fatal(err)
+		}
+		batches[n] = batches[n][:0]
+	}
 	for i := range count {
 		key := fmt.Appendf(nil, "seed-%07d", i)
 		c, err := nodes[0].store.NextCounter()
@@ -243,18 +249,19 @@ func seedKeys(t testing.TB, nodes []*testNode, count int, value []byte) {
 			t.Fatal(err)
 		}
 		reg := crdt.Register{}.Write(crdt.Dot{Actor: actor, Counter: c}, nil, nodes[0].clock.Now(), value, false)
-		for _, r := range nodes[0].Replicas(key) {
-			n := byName[r]
-			if _, _, err := n.mergeLocalUnsynced(key, reg); err != nil {
-				t.Fatal(err)
-			}
-			touched[n] = true
-		}
-	}
-	for n := range touched {
-		if err := n.store.Sync(); err != nil {
+		state, err := reg.MarshalBinary()
+		if err != nil {
 			t.Fatal(err)
 		}
+		for _, r := range nodes[0].Replicas(key) {
+			n := byName[r]
+			if batches[n] = append(batches[n], aePair{Key: key, State: state}); len(batches[n]) >= 1000 {
+				flush(n)
+			}
+		}
+	}
+	for n := range batches {
+		flush(n)
 	}
 }
 

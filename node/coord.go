@@ -313,11 +313,9 @@ func (n *Node) replicateOrHint(v *view, pref []ring.NodeID, target uint64, key [
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicaTimeout)
 	defer cancel()
 	if e, ok := v.byID[target]; ok && n.mem.reachable(e.Name) {
-		body, err := encode(&replicateReq{Key: key, Reg: reg})
+		err := n.replicate(ctx, e.RPC, key, reg)
 		if err == nil {
-			if _, err = n.call(ctx, e.RPC, methodReplicate, body); err == nil {
-				return true, false
-			}
+			return true, false
 		}
 		n.log.Debug("replicate failed; storing a hint", "target", e.Name, "err", err)
 	}
@@ -375,18 +373,8 @@ func (n *Node) storeHint(target uint64, key, reg []byte) error {
 // mergeLocal joins a state into this node's copy of key, durably. It
 // returns the merged state and whether the copy changed.
 func (n *Node) mergeLocal(key []byte, in crdt.Register) (crdt.Register, bool, error) {
-	return n.mergeInto(key, in, n.store.Update)
-}
-
-// mergeLocalUnsynced is mergeLocal without the sync: the caller syncs a
-// whole batch with store.Sync before acknowledging it.
-func (n *Node) mergeLocalUnsynced(key []byte, in crdt.Register) (crdt.Register, bool, error) {
-	return n.mergeInto(key, in, n.store.UpdateUnsynced)
-}
-
-func (n *Node) mergeInto(key []byte, in crdt.Register, update func([]byte, func([]byte, bool) ([]byte, bool, error)) (bool, error)) (crdt.Register, bool, error) {
 	var merged crdt.Register
-	changed, err := update(key, func(old []byte, ok bool) ([]byte, bool, error) {
+	changed, err := n.store.Update(key, func(old []byte, ok bool) ([]byte, bool, error) {
 		cur, err := decodeReg(old)
 		if err != nil {
 			return nil, false, err
@@ -657,6 +645,16 @@ func (n *Node) serveRPC(ctx context.Context, from net.Addr, method uint16, body 
 			return nil, err
 		}
 		return encode(&readResp{Found: ok, Reg: b})
+	case methodReplicateBatch:
+		var req replicateBatchReq
+		if err := decode(body, &req); err != nil {
+			return nil, badRequest(err)
+		}
+		if _, err := n.mergeBatch(req.Pairs); err != nil {
+			return nil, err
+		}
+		n.metrics.replicated.Add(uint64(len(req.Pairs)))
+		return nil, nil
 	case methodHint:
 		var req hintReq
 		if err := decode(body, &req); err != nil {

@@ -38,7 +38,22 @@ func (n *Node) hintLoop() {
 	}
 }
 
+// hintRounds bounds the batches handed to one target per HintInterval.
+const hintRounds = 64
+
+// handoff hands target its hints, a batch at a time, until none is left,
+// a batch fails, or hintRounds batches went.
 func (n *Node) handoff(target uint64, e memberEntry) {
+	for range hintRounds {
+		if n.ctx.Err() != nil || n.handoffBatch(target, e) == 0 {
+			return
+		}
+	}
+}
+
+// handoffBatch hands over up to hintBatch hints and returns how many it
+// delivered and deleted.
+func (n *Node) handoffBatch(target uint64, e memberEntry) int {
 	var batch []hint
 	err := n.store.Hints(target, hintBatch, func(key, value []byte) error {
 		batch = append(batch, hint{key: append([]byte(nil), key...), value: append([]byte(nil), value...)})
@@ -46,28 +61,42 @@ func (n *Node) handoff(target uint64, e memberEntry) {
 	})
 	if err != nil {
 		n.log.Warn("read hints", "target", e.Name, "err", err)
-		return
+		return 0
 	}
+	if len(batch) == 0 {
+		return 0
+	}
+	// One batch RPC: the target merges all of them with one sync.
+	req := replicateBatchReq{Pairs: make([]aePair, len(batch))}
+	for i, h := range batch {
+		req.Pairs[i] = aePair{Key: h.key, State: h.value}
+	}
+	body, err := encode(&req)
+	if err != nil {
+		n.log.Warn("encode hints", "target", e.Name, "err", err)
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicaTimeout)
+	_, err = n.call(ctx, e.RPC, methodReplicateBatch, body)
+	cancel()
+	if err != nil {
+		n.log.Debug("hand off hints", "target", e.Name, "hints", len(batch), "err", err)
+		return 0
+	}
+	n.metrics.hintBytes.Add(uint64(len(body) + rpcRequestOverhead + rpcResponseOverhead))
+	deleted := 0
 	for _, h := range batch {
-		if n.ctx.Err() != nil {
-			return
-		}
-		body, err := encode(&replicateReq{Key: h.key, Reg: h.value})
+		// Delete only if unchanged since read: a hint merged with a newer
+		// state meanwhile stays for the next round.
+		ok, err := n.store.DeleteHint(target, h.key, h.value)
 		if err != nil {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicaTimeout)
-		_, err = n.call(ctx, e.RPC, methodReplicate, body)
-		cancel()
-		if err != nil {
-			n.log.Debug("hand off hint", "target", e.Name, "err", err)
-			return
-		}
-		if _, err := n.store.DeleteHint(target, h.key, h.value); err != nil {
 			n.log.Warn("delete delivered hint", "target", e.Name, "err", err)
-			return
+			return deleted
+		}
+		if ok {
+			deleted++
 		}
 		n.metrics.hintsDelivered.Add(1)
-		n.metrics.hintBytes.Add(uint64(len(body) + rpcRequestOverhead + rpcResponseOverhead))
 	}
+	return deleted
 }

@@ -58,7 +58,8 @@ type Node struct {
 	wg     sync.WaitGroup
 	closed sync.Once
 
-	ae *antiEntropy
+	ae   *antiEntropy
+	repl replicators
 
 	metrics metrics
 }

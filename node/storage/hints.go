@@ -28,16 +28,21 @@ func (s *Store) UpdateHint(target uint64, key []byte, fn func(old []byte, ok boo
 	h := Hash(key)
 	mu := s.hintLock(target, h)
 	mu.Lock()
-	defer mu.Unlock()
-	_, ok, nv, err := s.modify(hintKey(target, h, key), fn, s.wo)
+	_, ok, nv, wait, err := s.modify(hintKey(target, h, key), fn, s.wo)
+	if err == nil && wait != nil {
+		switch {
+		case !ok && nv != nil:
+			s.countHint(target, +1)
+		case ok && nv == nil:
+			s.countHint(target, -1)
+		}
+	}
+	mu.Unlock()
+	if err == nil && wait != nil {
+		err = wait()
+	}
 	if err != nil {
 		return fmt.Errorf("storage: update hint %016x %q: %w", target, trunc(key), err)
-	}
-	switch {
-	case !ok && nv != nil:
-		s.countHint(target, +1)
-	case ok && nv == nil:
-		s.countHint(target, -1)
 	}
 	return nil
 }

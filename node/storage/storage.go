@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -337,19 +338,49 @@ func (s *Store) getValue(k []byte) ([]byte, bool, error) {
 	return v, ok, err
 }
 
-// write sets k to v, or deletes it if v is nil.
+// write sets k to v, or deletes it if v is nil, synced per wo.
 func (s *Store) write(k, v []byte, wo *pebble.WriteOptions) error {
-	var err error
+	wait, err := s.apply(k, v, wo.Sync)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// apply makes the change visible at once and returns a function that waits
+// until it is durable (when sync). Callers release the key's lock between
+// the two, so a write's fsync never holds up writers of other keys that
+// share its lock stripe; pebble's commit pipeline makes the change durable
+// in log order, so a later write of the same key is never durable before
+// this one.
+func (s *Store) apply(k, v []byte, sync bool) (func() error, error) {
+	b := s.db.NewBatch()
 	if v == nil {
-		err = s.db.Delete(k, wo)
+		_ = b.Delete(k, nil)
 	} else {
-		err = s.db.Set(k, v, wo)
+		_ = b.Set(k, v, nil)
 	}
-	s.stats.writes.Add(1)
-	if wo.Sync {
-		s.stats.syncedWrites.Add(1)
+	return s.commit(b, sync, 1)
+}
+
+// commit applies a batch of n writes; see apply.
+func (s *Store) commit(b *pebble.Batch, sync bool, n int) (func() error, error) {
+	s.stats.writes.Add(uint64(n))
+	if !sync {
+		err := s.db.Apply(b, pebble.NoSync)
+		_ = b.Close()
+		return func() error { return nil }, err
 	}
-	return err
+	s.stats.syncedWrites.Add(uint64(n))
+	if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
+	return func() error {
+		err := b.SyncWait()
+		_ = b.Close()
+		return err
+	}, nil
 }
 
 // Get returns the value of a data key.
@@ -411,42 +442,146 @@ func (s *Store) update(key []byte, fn func(old []byte, ok bool) ([]byte, bool, e
 	h := Hash(key)
 	mu := &s.keyMu[h%stripes]
 	mu.Lock()
-	defer mu.Unlock()
 	k := dataKey(h, key)
-	old, ok, nv, err := s.modify(k, fn, wo)
-	if err != nil || (nv == nil && !ok) {
-		if err != nil {
-			err = fmt.Errorf("storage: update %q: %w", trunc(key), err)
-		}
-		return false, err
-	}
-	if s.opts.OnChange != nil {
+	old, _, nv, wait, err := s.modify(k, fn, wo)
+	if err == nil && wait != nil && s.opts.OnChange != nil {
 		s.opts.OnChange(h, key, old, nv)
 	}
-	return true, nil
+	mu.Unlock()
+	if err == nil && wait != nil {
+		err = wait()
+	}
+	if err != nil {
+		return false, fmt.Errorf("storage: update %q: %w", trunc(key), err)
+	}
+	return wait != nil, nil
+}
+
+// UpdateMany is Update for many keys at once: one pebble batch and one
+// sync (unless NoSync) for all of them. fn is called for each key in turn
+// with its index; a key listed twice sees the value the first call chose.
+// It reports per key whether it was written. An error from fn stops it and
+// nothing is written.
+func (s *Store) UpdateMany(keys [][]byte, fn func(i int, old []byte, ok bool) ([]byte, bool, error)) ([]bool, error) {
+	for _, k := range keys {
+		if err := checkKey(k); err != nil {
+			return nil, fmt.Errorf("storage: update %q: %w", trunc(k), err)
+		}
+	}
+	if !s.enter() {
+		return nil, ErrClosed
+	}
+	defer s.exit()
+	hashes := make([]uint64, len(keys))
+	var locks []int
+	for i, k := range keys {
+		hashes[i] = Hash(k)
+		locks = append(locks, int(hashes[i]%stripes))
+	}
+	// Lock stripes in ascending order: Update holds one stripe at a time,
+	// so no cycle can form.
+	slices.Sort(locks)
+	locks = slices.Compact(locks)
+	for _, l := range locks {
+		s.keyMu[l].Lock()
+	}
+	unlock := func() {
+		for _, l := range locks {
+			s.keyMu[l].Unlock()
+		}
+	}
+	type change struct {
+		i        int
+		old, new []byte
+	}
+	var changes []change
+	pending := map[string][]byte{} // values chosen earlier in this batch
+	deleted := map[string]bool{}
+	written := make([]bool, len(keys))
+	b := s.db.NewBatch()
+	for i, key := range keys {
+		k := dataKey(hashes[i], key)
+		old, ok := pending[string(key)], false
+		if old != nil {
+			ok = true
+		} else if !deleted[string(key)] {
+			var err error
+			if old, ok, err = s.getValue(k); err != nil {
+				unlock()
+				_ = b.Close()
+				return nil, fmt.Errorf("storage: update %q: %w", trunc(key), err)
+			}
+		}
+		nv, write, err := fn(i, old, ok)
+		if err != nil {
+			unlock()
+			_ = b.Close()
+			return nil, fmt.Errorf("storage: update %q: %w", trunc(key), err)
+		}
+		if !write || (nv == nil && !ok) {
+			continue
+		}
+		if nv != nil && len(nv) == 0 {
+			unlock()
+			_ = b.Close()
+			return nil, fmt.Errorf("storage: update %q: %w: empty value (use nil to delete)", trunc(key), ErrInvalid)
+		}
+		if nv == nil {
+			_ = b.Delete(k, nil)
+			delete(pending, string(key))
+			deleted[string(key)] = true
+		} else {
+			_ = b.Set(k, nv, nil)
+			pending[string(key)] = nv
+			delete(deleted, string(key))
+		}
+		written[i] = true
+		changes = append(changes, change{i, old, nv})
+	}
+	if len(changes) == 0 {
+		unlock()
+		_ = b.Close()
+		return written, nil
+	}
+	wait, err := s.commit(b, s.wo.Sync, len(changes))
+	if err == nil && s.opts.OnChange != nil {
+		for _, c := range changes {
+			s.opts.OnChange(hashes[c.i], keys[c.i], c.old, c.new)
+		}
+	}
+	unlock()
+	if err == nil {
+		err = wait()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: update %d keys: %w", len(keys), err)
+	}
+	return written, nil
 }
 
 // modify runs fn on k's value and applies its result, with k's lock held.
-// It returns nv == nil && !ok when nothing was written.
-func (s *Store) modify(k []byte, fn func([]byte, bool) ([]byte, bool, error), wo *pebble.WriteOptions) (old []byte, ok bool, nv []byte, err error) {
+// wait is nil when nothing was written; otherwise it waits for durability
+// (the caller calls it after releasing the lock).
+func (s *Store) modify(k []byte, fn func([]byte, bool) ([]byte, bool, error), wo *pebble.WriteOptions) (old []byte, ok bool, nv []byte, wait func() error, err error) {
 	old, ok, err = s.getValue(k)
 	if err != nil {
-		return nil, false, nil, err
+		return nil, false, nil, nil, err
 	}
 	nv, write, err := fn(old, ok)
 	if err != nil {
-		return nil, false, nil, err
+		return nil, false, nil, nil, err
 	}
 	if !write || (nv == nil && !ok) {
-		return nil, false, nil, nil
+		return nil, false, nil, nil, nil
 	}
 	if nv != nil && len(nv) == 0 {
-		return nil, false, nil, fmt.Errorf("%w: empty value (use nil to delete)", ErrInvalid)
+		return nil, false, nil, nil, fmt.Errorf("%w: empty value (use nil to delete)", ErrInvalid)
 	}
-	if err := s.write(k, nv, wo); err != nil {
-		return nil, false, nil, err
+	wait, err = s.apply(k, nv, wo.Sync)
+	if err != nil {
+		return nil, false, nil, nil, err
 	}
-	return old, ok, nv, nil
+	return old, ok, nv, wait, nil
 }
 
 // Scan calls fn for every data key whose hash h satisfies start <= h < end,

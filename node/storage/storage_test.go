@@ -656,3 +656,101 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("implausible metrics after 100 synced writes: %+v", m)
 	}
 }
+
+// UpdateMany writes many keys in one batch with the same semantics as
+// Update, a key listed twice seeing the earlier choice, and OnChange called
+// once per change.
+func TestUpdateMany(t *testing.T) {
+	var changes []string
+	s := open(t, vfs.NewMem(), "db", Options{OnChange: func(_ uint64, key, old, new []byte) {
+		changes = append(changes, fmt.Sprintf("%s:%s->%s", key, old, new))
+	}})
+	put := func(k, v string) {
+		t.Helper()
+		if _, err := s.Update([]byte(k), func([]byte, bool) ([]byte, bool, error) { return []byte(v), true, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("a", "1")
+	put("d", "x")
+	changes = nil
+	keys := [][]byte{[]byte("a"), []byte("b"), []byte("a"), []byte("c"), []byte("d"), []byte("d")}
+	written, err := s.UpdateMany(keys, func(i int, old []byte, ok bool) ([]byte, bool, error) {
+		switch i {
+		case 0: // a: 1 -> 2
+			return []byte("2"), true, nil
+		case 1: // b: created
+			return []byte("b"), true, nil
+		case 2: // a again: sees 2
+			if string(old) != "2" || !ok {
+				return nil, false, fmt.Errorf("second a saw %q %v", old, ok)
+			}
+			return append(old, '+'), true, nil
+		case 3: // c: left alone
+			return nil, false, nil
+		case 4: // d: deleted
+			return nil, true, nil
+		default: // d again: absent now
+			if ok {
+				return nil, false, fmt.Errorf("deleted d still seen: %q", old)
+			}
+			return nil, false, nil
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{true, true, true, false, true, false}; !slices.Equal(written, want) {
+		t.Fatalf("written %v, want %v", written, want)
+	}
+	for k, want := range map[string]string{"a": "2+", "b": "b"} {
+		if v, ok, err := s.Get([]byte(k)); err != nil || !ok || string(v) != want {
+			t.Fatalf("%s = %q %v %v, want %q", k, v, ok, err, want)
+		}
+	}
+	for _, k := range []string{"c", "d"} {
+		if _, ok, _ := s.Get([]byte(k)); ok {
+			t.Fatalf("%s exists", k)
+		}
+	}
+	want := []string{"a:1->2", "b:->b", "a:2->2+", "d:x->"}
+	if !slices.Equal(changes, want) {
+		t.Fatalf("OnChange calls %q, want %q", changes, want)
+	}
+	// An error from fn writes nothing.
+	_, err = s.UpdateMany([][]byte{[]byte("e"), []byte("f")}, func(i int, _ []byte, _ bool) ([]byte, bool, error) {
+		if i == 1 {
+			return nil, false, errors.New("boom")
+		}
+		return []byte("e"), true, nil
+	})
+	if err == nil {
+		t.Fatal("fn error not returned")
+	}
+	if _, ok, _ := s.Get([]byte("e")); ok {
+		t.Fatal("a failed UpdateMany wrote something")
+	}
+}
+
+// A synced UpdateMany survives a crash that keeps no unsynced data.
+func TestUpdateManyDurable(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s := open(t, fs, "db", Options{})
+	var keys [][]byte
+	for i := range 300 {
+		keys = append(keys, fmt.Appendf(nil, "k%d", i))
+	}
+	if _, err := s.UpdateMany(keys, func(int, []byte, bool) ([]byte, bool, error) { return []byte("v"), true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, crashed, "db", Options{})
+	for _, k := range keys {
+		if _, ok, err := s.Get(k); err != nil || !ok {
+			t.Fatalf("%s lost after a crash (%v)", k, err)
+		}
+	}
+}

@@ -140,9 +140,24 @@ func (c *Client) Get(ctx context.Context, key string, o *ReadOptions) (*Value, e
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusMultipleChoices:
 	case http.StatusNotFound:
-		return v, ErrNotFound
+		// Only a node's "not found" answer means the key is absent; a 404
+		// from anything else (a proxy, a wrong base URL) is an error.
+		var gb getBody
+		if json.Unmarshal(body, &gb) == nil && gb.Error == "not found" {
+			if v.Context == "" {
+				v.Context = gb.Context
+			}
+			return v, ErrNotFound
+		}
+		return nil, apiError(resp, body)
 	default:
 		return nil, apiError(resp, body)
+	}
+	if resp.StatusCode == http.StatusOK && !isJSON(resp) {
+		// A single value sent raw (what a node answers without
+		// "Accept: application/json").
+		v.Values = [][]byte{body}
+		return v, nil
 	}
 	var gb getBody
 	if err := json.Unmarshal(body, &gb); err != nil {
@@ -163,6 +178,10 @@ func (c *Client) Get(ctx context.Context, key string, o *ReadOptions) (*Value, e
 		v.Context = gb.Context
 	}
 	return v, nil
+}
+
+func isJSON(resp *http.Response) bool {
+	return strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json")
 }
 
 // Put writes value under key and returns the new causal context.
@@ -192,7 +211,16 @@ func (c *Client) write(ctx context.Context, method, key string, value []byte, o 
 	if resp.StatusCode != http.StatusOK {
 		return "", apiError(resp, body)
 	}
-	return resp.Header.Get(ContextHeader), nil
+	if ctxOut := resp.Header.Get(ContextHeader); ctxOut != "" {
+		return ctxOut, nil
+	}
+	var wb struct {
+		Context string `json:"context"`
+	}
+	if err := json.Unmarshal(body, &wb); err != nil {
+		return "", fmt.Errorf("%s %q: decode answer: %w", method, key, err)
+	}
+	return wb.Context, nil
 }
 
 // GetJSON fetches path (such as "/v1/members") and decodes the JSON answer
@@ -232,7 +260,14 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, hdr m
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s: %w", method, c.base, err)
+		// *url.Error repeats method and URL in its message; keep its cause
+		// (still matched by errors.Is, e.g. syscall.ECONNREFUSED or
+		// context.DeadlineExceeded).
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, nil, fmt.Errorf("%s %s: %w", method, c.base+path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))

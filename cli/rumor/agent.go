@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -39,7 +40,8 @@ func agentCommand() *cli.Command {
 	}
 }
 
-func newLogger(level, format string) (*slog.Logger, error) {
+// newLogger returns a logger writing to w at level in format.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("bad --log-level %q: want debug, info, warn or error", level)
@@ -47,15 +49,18 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("bad --log-format %q: want text or json", format)
 }
 
 // agentConfig builds a node configuration from the agent's flags.
 func agentConfig(c *cli.Context) (*node.Config, error) {
+	if err := noArgs(c); err != nil {
+		return nil, err
+	}
 	name := c.String("name")
 	if name == "" {
 		h, err := os.Hostname()
@@ -82,16 +87,18 @@ func agentConfig(c *cli.Context) (*node.Config, error) {
 	}
 	cfg.Zone = c.String("zone")
 	cfg.N = c.Int("replicas")
-	var err error
-	if cfg.R, err = node.ParseConsistency(c.String("r")); err != nil {
-		return nil, fmt.Errorf("--r: %w", err)
+	if err := checkLevel("r", c.String("r"), false); err != nil {
+		return nil, err
 	}
-	if cfg.W, err = node.ParseConsistency(c.String("w")); err != nil {
-		return nil, fmt.Errorf("--w: %w", err)
+	if err := checkLevel("w", c.String("w"), true); err != nil {
+		return nil, err
 	}
+	cfg.R, _ = node.ParseConsistency(c.String("r"))
+	cfg.W, _ = node.ParseConsistency(c.String("w"))
 	cfg.VNodes = c.Int("vnodes")
 	cfg.NoSync = c.Bool("no-sync")
-	if cfg.Logger, err = newLogger(c.String("log-level"), c.String("log-format")); err != nil {
+	var err error
+	if cfg.Logger, err = newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format")); err != nil {
 		return nil, err
 	}
 	return cfg, nil

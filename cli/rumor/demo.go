@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -36,7 +37,9 @@ func demoCommand() *cli.Command {
 }
 
 // demoPorts picks the gossip, RPC and HTTP addresses of demo node i: the
-// README's ports (7946+10i, +1, +2) when they are free, free ones otherwise.
+// README's ports (7946+10i, +1, +2) when they are free; otherwise a free
+// gossip port (memberlist needs a fixed one for TCP and UDP) and
+// kernel-chosen RPC and HTTP ports.
 func demoPorts(i int) (bind, rpc, http string) {
 	base := 7946 + 10*i
 	bind = "127.0.0.1:" + strconv.Itoa(base)
@@ -45,7 +48,7 @@ func demoPorts(i int) (bind, rpc, http string) {
 	if portsFree(bind, rpc, http) {
 		return bind, rpc, http
 	}
-	return freeAddr(true), freeAddr(false), freeAddr(false)
+	return freeGossipAddr(), "127.0.0.1:0", "127.0.0.1:0"
 }
 
 func portsFree(bind, rpc, http string) bool {
@@ -64,27 +67,28 @@ func portsFree(bind, rpc, http string) bool {
 	return true
 }
 
-// freeAddr returns a loopback address with a free TCP port (and UDP too,
-// when udp is set: memberlist binds both).
-func freeAddr(udp bool) string {
-	for {
+// freeGossipAddr returns a loopback address whose port is free for both
+// TCP and UDP (memberlist binds both).
+func freeGossipAddr() string {
+	for range 50 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return "127.0.0.1:0"
+			break
 		}
 		addr := l.Addr().String()
 		l.Close()
-		if !udp {
-			return addr
-		}
 		if u, err := net.ListenPacket("udp", addr); err == nil {
 			u.Close()
 			return addr
 		}
 	}
+	return "127.0.0.1:0" // node.Open reports the failure
 }
 
 func runDemo(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
 	count := c.Int("nodes")
 	if count < 1 || count > 32 {
 		return fmt.Errorf("--nodes must be between 1 and 32")
@@ -147,20 +151,29 @@ func runDemo(c *cli.Context) error {
 	if first != "127.0.0.1:7948" {
 		addrFlag = " --addr " + first
 	}
-	fmt.Fprintf(out, `
-Try it yourself (in another terminal; --addr picks the node, any node answers):
-
-  go run ./cli/rumor%[1]s members
-  go run ./cli/rumor%[1]s put colour blue
-  go run ./cli/rumor --addr %[2]s get colour
-  go run ./cli/rumor --addr %[2]s put colour green        # no context: a sibling
-  go run ./cli/rumor%[1]s get colour -o json              # both values and a context
-  go run ./cli/rumor%[1]s put colour teal --context <context>
-  go run ./cli/rumor%[1]s get colour --local              # this node's own copy
-  go run ./cli/rumor%[1]s ring
-  curl -s http://%[3]s/v1/status
-
-`, addrFlag, last, first)
+	rumorCmd := "go run ./cli/rumor" + addrFlag
+	lastCmd := "go run ./cli/rumor --addr " + last
+	fmt.Fprint(out, "\nTry it yourself (in another terminal; --addr picks the node, any node answers):\n\n")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	for _, l := range [][2]string{
+		{rumorCmd + " members", ""},
+		{rumorCmd + " put colour blue", ""},
+		{lastCmd + " get colour", "# any node answers"},
+		{lastCmd + " put colour green", "# no context: a sibling"},
+		{rumorCmd + " get colour -o json", "# both values and a context"},
+		{rumorCmd + " put colour teal --context <context>", "# resolves: one value"},
+		{rumorCmd + " get colour --local", "# this node's own copy"},
+		{rumorCmd + " ring", ""},
+		{"curl -s http://" + first + "/v1/status", ""},
+	} {
+		if l[1] == "" {
+			fmt.Fprintf(tw, "  %s\n", l[0]) // no cell: no trailing blanks
+			continue
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", l[0], l[1])
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -234,7 +247,9 @@ func demoSession(ctx context.Context, out io.Writer, nodes []*node.Node) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "    siblings: %q\n    context:  %s\n", v.Strings(), v.Context)
+	sibs := v.Strings()
+	slices.Sort(sibs) // a stable transcript; the node's order is arbitrary
+	fmt.Fprintf(out, "    siblings: %q\n    context:  %s\n", sibs, v.Context)
 
 	say(nodes[0].HTTPAddr(), "put greeting 'hello, world' --context <that context>")
 	if _, err := a.Put(ctx, "greeting", []byte("hello, world"), &client.WriteOptions{Context: v.Context, W: "all"}); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -32,7 +33,10 @@ func putCommand() *cli.Command {
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
-				return usageErr(c, "put needs KEY and VALUE")
+				return usageErr(c, fmt.Sprintf("put needs KEY and VALUE, got %d arguments", c.NArg()))
+			}
+			if err := checkWrite(c); err != nil {
+				return err
 			}
 			ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
 			defer cancel()
@@ -50,26 +54,47 @@ func delCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "del",
 		Aliases:   []string{"delete"},
-		Usage:     "delete a key (with --context: exactly the versions that read saw)",
+		Usage:     "delete a key: the versions a read sees now, or with --context exactly those an earlier read saw",
 		ArgsUsage: "KEY",
 		Flags: clientFlags(
-			&cli.StringFlag{Name: "context", Aliases: []string{"c"}, Usage: "causal context from a read"},
+			&cli.StringFlag{Name: "context", Aliases: []string{"c"}, Usage: "causal context from a read (default: read the key first)"},
 			&cli.StringFlag{Name: "w", Usage: "write quorum: 1, quorum, all, primary or a count"},
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return usageErr(c, "del needs KEY")
+				return usageErr(c, fmt.Sprintf("del needs KEY, got %d arguments", c.NArg()))
+			}
+			if err := checkWrite(c); err != nil {
+				return err
 			}
 			ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
 			defer cancel()
-			out, err := newClient(c).Delete(ctx, c.Args().Get(0),
-				&client.WriteOptions{Context: c.String("context"), W: c.String("w")})
+			cl, key, cctx := newClient(c), c.Args().Get(0), c.String("context")
+			if cctx == "" {
+				// A tombstone without context hides nothing (it is
+				// concurrent with every version), so delete what a read
+				// sees now.
+				v, err := cl.Get(ctx, key, nil)
+				if err != nil && !errors.Is(err, client.ErrNotFound) {
+					return fmt.Errorf("read before delete: %w", err)
+				}
+				cctx = v.Context
+			}
+			out, err := cl.Delete(ctx, key, &client.WriteOptions{Context: cctx, W: c.String("w")})
 			if err != nil {
 				return err
 			}
 			return printWrite(c, out)
 		},
 	}
+}
+
+// checkWrite validates a write's flags before anything is sent.
+func checkWrite(c *cli.Context) error {
+	if _, err := wantJSON(c); err != nil {
+		return err
+	}
+	return checkLevel("w", c.String("w"), true)
 }
 
 func printWrite(c *cli.Context, ctxOut string) error {
@@ -102,10 +127,13 @@ func getCommand() *cli.Command {
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
-				return usageErr(c, "get needs KEY")
+				return usageErr(c, fmt.Sprintf("get needs KEY, got %d arguments", c.NArg()))
 			}
 			js, err := wantJSON(c)
 			if err != nil {
+				return err
+			}
+			if err := checkLevel("r", c.String("r"), false); err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
@@ -153,12 +181,16 @@ func membersCommand() *cli.Command {
 		Usage: "list cluster members and their reachability (alive, suspect, dead)",
 		Flags: clientFlags(),
 		Action: func(c *cli.Context) error {
+			js, err := checkInfo(c)
+			if err != nil {
+				return err
+			}
 			var ms []node.MemberInfo
 			if err := fetch(c, "/v1/members", &ms); err != nil {
 				return err
 			}
-			if js, err := wantJSON(c); err != nil || js {
-				return orJSON(c, err, ms)
+			if js {
+				return printJSON(c.App.Writer, ms)
 			}
 			tw := table(c.App.Writer, "NAME", "ID", "STATE", "ZONE", "GOSSIP", "RPC", "HTTP")
 			for _, m := range ms {
@@ -175,12 +207,16 @@ func ringCommand() *cli.Command {
 		Usage: "show ownership of the hash space per node",
 		Flags: clientFlags(),
 		Action: func(c *cli.Context) error {
+			js, err := checkInfo(c)
+			if err != nil {
+				return err
+			}
 			var ri node.RingInfo
 			if err := fetch(c, "/v1/ring", &ri); err != nil {
 				return err
 			}
-			if js, err := wantJSON(c); err != nil || js {
-				return orJSON(c, err, ri)
+			if js {
+				return printJSON(c.App.Writer, ri)
 			}
 			fmt.Fprintf(c.App.Writer, "N=%d, %d virtual nodes per member\n", ri.N, ri.VNodes)
 			tw := table(c.App.Writer, "NAME", "ID", "ZONE", "STATE", "OWNS (PRIMARY)")
@@ -198,12 +234,23 @@ func statusCommand() *cli.Command {
 		Usage: "the contacted node's counters",
 		Flags: clientFlags(),
 		Action: func(c *cli.Context) error {
-			var st map[string]any
-			if err := fetch(c, "/v1/status", &st); err != nil {
+			js, err := checkInfo(c)
+			if err != nil {
 				return err
 			}
-			if js, err := wantJSON(c); err != nil || js {
-				return orJSON(c, err, st)
+			var raw json.RawMessage
+			if err := fetch(c, "/v1/status", &raw); err != nil {
+				return err
+			}
+			// Numbers stay exact (counters are uint64).
+			var st map[string]any
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			if err := dec.Decode(&st); err != nil {
+				return fmt.Errorf("status: decode answer: %w", err)
+			}
+			if js {
+				return printJSON(c.App.Writer, st)
 			}
 			printTree(c.App.Writer, "", st)
 			return nil
@@ -241,11 +288,13 @@ func fetch(c *cli.Context, path string, out any) error {
 	return newClient(c).GetJSON(ctx, path, out)
 }
 
-func orJSON(c *cli.Context, err error, v any) error {
-	if err != nil {
-		return err
+// checkInfo validates the arguments of members, ring and status and
+// reports whether JSON output is wanted.
+func checkInfo(c *cli.Context) (bool, error) {
+	if err := noArgs(c); err != nil {
+		return false, err
 	}
-	return printJSON(c.App.Writer, v)
+	return wantJSON(c)
 }
 
 func printJSON(w io.Writer, v any) error {

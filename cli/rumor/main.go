@@ -7,20 +7,26 @@
 //	rumor members | ring | status
 //	rumor demo [--nodes 3]
 //
+// Flags may follow the positional arguments ("rumor get k -o json"); a
+// value that starts with a dash goes after "--" ("rumor put k -- -1").
+//
 // Exit codes: 0 success, 1 key not found, 2 any other error (one line on
 // stderr).
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/rumorkv/rumor/cli/client"
+	"github.com/rumorkv/rumor/node"
 )
 
 // Exit codes.
@@ -35,27 +41,36 @@ func main() {
 
 // run executes the program with args and returns its exit code.
 func run(args []string, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, stdout, stderr)
+}
+
+// runContext is run with a context whose cancellation stops long-running
+// commands (agent, demo) as SIGINT does.
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.Run(reorderArgs(app, args))
+	err := app.RunContext(ctx, reorderArgs(app, args))
 	if err == nil {
 		return 0
 	}
-	var code exitCoder
-	if errors.As(err, &code) {
-		if msg := code.Error(); msg != "" {
-			fmt.Fprintln(stderr, "rumor: "+msg)
+	code := exitError
+	msg := err.Error()
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		switch ec.ExitCode() {
+		case 0:
+			return 0
+		case exitNotFound:
+			code = exitNotFound
 		}
-		return code.ExitCode()
 	}
-	fmt.Fprintln(stderr, "rumor: "+oneLine(err.Error()))
-	return exitError
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		msg += " (is a rumor agent listening there? set --addr or RUMOR_ADDR)"
+	}
+	fmt.Fprintln(stderr, "rumor: "+oneLine(msg))
+	return code
 }
 
-type exitCoder interface {
-	error
-	ExitCode() int
-}
-
+// exitErr is an error with the exit code it ends the program with.
 type exitErr struct {
 	msg  string
 	code int
@@ -68,29 +83,49 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// Flags shared by every client command.
-var (
-	addrFlag = &cli.StringFlag{
-		Name:    "addr",
-		Usage:   "HTTP address of the node to talk to",
-		Value:   "127.0.0.1:7948",
-		EnvVars: []string{"RUMOR_ADDR"},
+// globalFlags are the app-level client flags; only these read the
+// environment, so a flag given on the command line always wins over
+// RUMOR_ADDR and RUMOR_TOKEN. Flags are built per app: urfave/cli stores
+// environment values in the flag itself.
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name:    "addr",
+			Usage:   "HTTP address of the node to talk to",
+			Value:   "127.0.0.1:7948",
+			EnvVars: []string{"RUMOR_ADDR"},
+		},
+		outputFlag(),
+		&cli.StringFlag{
+			Name:    "token",
+			Usage:   "bearer token for the client API",
+			EnvVars: []string{"RUMOR_TOKEN"},
+		},
 	}
-	outputFlag = &cli.StringFlag{
+}
+
+func outputFlag() cli.Flag {
+	return &cli.StringFlag{
 		Name:    "output",
 		Aliases: []string{"o"},
 		Usage:   "output format: text or json",
 		Value:   "text",
 	}
-	tokenFlag = &cli.StringFlag{
-		Name:    "token",
-		Usage:   "bearer token for the client API",
-		EnvVars: []string{"RUMOR_TOKEN"},
-	}
-)
+}
+
+// clientFlags are the flags every client command takes (also accepted after
+// the command name, where people tend to put them), plus extra. They have no
+// defaults of their own: lookup falls back to the global flags.
+func clientFlags(extra ...cli.Flag) []cli.Flag {
+	return append([]cli.Flag{
+		&cli.StringFlag{Name: "addr", Usage: "HTTP address of the node to talk to (default: $RUMOR_ADDR, else 127.0.0.1:7948)"},
+		outputFlag(),
+		&cli.StringFlag{Name: "token", Usage: "bearer token for the client API (default: $RUMOR_TOKEN)"},
+	}, extra...)
+}
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "rumor",
 		Usage:                "a peer-to-peer, eventually consistent key-value store",
 		Writer:               stdout,
@@ -98,8 +133,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		EnableBashCompletion: true,
 		Suggest:              true,
 		HideVersion:          true,
-		Flags:                []cli.Flag{addrFlag, outputFlag, tokenFlag},
+		Flags:                globalFlags(),
 		ExitErrHandler:       func(*cli.Context, error) {}, // run() reports errors
+		OnUsageError:         usageError,
+		Action:               unknownCommand,
 		Commands: []*cli.Command{
 			agentCommand(),
 			putCommand(),
@@ -111,12 +148,40 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			demoCommand(),
 		},
 	}
+	for _, c := range app.Commands {
+		c.OnUsageError = usageError
+		// No "help" subcommand: "rumor get help" reads the key "help".
+		// "rumor get --help" still shows the command's help.
+		c.HideHelpCommand = true
+	}
+	return app
 }
 
-// clientFlags are the flags every client command takes (also accepted after
-// the command name, where people tend to put them).
-func clientFlags(extra ...cli.Flag) []cli.Flag {
-	return append([]cli.Flag{addrFlag, outputFlag, tokenFlag}, extra...)
+// usageError turns a flag parsing error into one line instead of the help
+// page.
+func usageError(c *cli.Context, err error, isSubcommand bool) error {
+	cmd := "rumor"
+	if isSubcommand && c.Command != nil {
+		cmd += " " + c.Command.Name
+	}
+	return exitErr{msg: fmt.Sprintf("%s (see '%s --help')", err, cmd), code: exitError}
+}
+
+// unknownCommand is the app's action: help without arguments, an error
+// for an unknown command.
+func unknownCommand(c *cli.Context) error {
+	if !c.Args().Present() {
+		return cli.ShowAppHelp(c)
+	}
+	return exitErr{msg: fmt.Sprintf("unknown command %q (see 'rumor --help')", c.Args().First()), code: exitError}
+}
+
+// noArgs rejects positional arguments for commands that take none.
+func noArgs(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageErr(c, fmt.Sprintf("%s takes no arguments, got %q", c.Command.Name, c.Args().First()))
+	}
+	return nil
 }
 
 // newClient builds a client from the command's flags (command level wins
@@ -126,14 +191,19 @@ func newClient(c *cli.Context) *client.Client {
 }
 
 // lookup returns a string flag from the command if it was set there, else
-// from the app level (where its default lives).
+// from the app level (where its default and environment variable live).
 func lookup(c *cli.Context, name string) string {
+	root := c
 	for _, ctx := range c.Lineage() {
+		if ctx.Command == nil {
+			continue // the context RunContext wraps, without flags
+		}
 		if ctx.IsSet(name) {
 			return ctx.String(name)
 		}
+		root = ctx
 	}
-	return c.String(name)
+	return root.String(name)
 }
 
 func wantJSON(c *cli.Context) (bool, error) {
@@ -147,10 +217,26 @@ func wantJSON(c *cli.Context) (bool, error) {
 	}
 }
 
+// checkLevel validates a read (primaryOK false) or write quorum flag
+// before anything is sent.
+func checkLevel(flag, v string, primaryOK bool) error {
+	want := "1, 2, …, quorum or all"
+	if primaryOK {
+		want = "1, 2, …, quorum, all or primary"
+	}
+	l, err := node.ParseConsistency(v)
+	if err != nil || (l == node.Primary && !primaryOK) {
+		return exitErr{msg: fmt.Sprintf("bad --%s %q: want %s", flag, v, want), code: exitError}
+	}
+	return nil
+}
+
 // reorderArgs lets flags follow positional arguments ("rumor get k -o json"),
 // which urfave/cli/v2 does not parse: for the command named in args, flag
 // tokens (with their values) are moved before the positional ones, which are
-// put after "--" so a value that starts with a dash stays a value.
+// put after "--" so a value that starts with a dash stays a value. Global
+// flags before the command name stay where they are; anything else (no
+// command, an unknown one, "--" before it) is returned unchanged.
 func reorderArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -158,6 +244,9 @@ func reorderArgs(app *cli.App, args []string) []string {
 	// Skip global flags before the command name.
 	i := 1
 	for i < len(args) && strings.HasPrefix(args[i], "-") {
+		if args[i] == "--" {
+			return args
+		}
 		if takesValue(app.Flags, args[i]) {
 			i++
 		}
@@ -179,9 +268,19 @@ func reorderArgs(app *cli.App, args []string) []string {
 		case a == "--":
 			pos = append(pos, rest[j+1:]...)
 			j = len(rest)
+		case a == "-h" || a == "--help":
+			// Help for the command, whatever else was given (urfave/cli
+			// would take a positional as a help topic).
+			return append(args[:i+1:i+1], a)
 		case strings.HasPrefix(a, "-") && len(a) > 1:
 			out = append(out, a)
-			if takesValue(cmd.Flags, a) && j+1 < len(rest) {
+			if takesValue(cmd.Flags, a) {
+				if j+1 == len(rest) {
+					// A flag missing its value: leave it last so the
+					// parser reports it instead of taking "--" as the
+					// value.
+					return out
+				}
 				out = append(out, rest[j+1])
 				j++
 			}

@@ -271,8 +271,15 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 		pending++
 		isPrimary := i == 0
 		target := uint64(p)
+		// Queue the state for the replica here, in the writer: a full
+		// queue makes the writer wait (backpressure) instead of leaving
+		// the work to a goroutine.
+		var item *replItem
+		if e, ok := v.byID[target]; ok && n.mem.reachable(e.Name) {
+			item = n.enqueue(ctx, e.RPC, key, body)
+		}
 		n.goroutine(func() {
-			replicated, hinted := n.replicateOrHint(v, pref, target, key, hash, body)
+			replicated, hinted := n.replicateOrHint(v, pref, target, key, hash, body, item)
 			results <- result{primary: isPrimary && replicated, ok: replicated || hinted}
 		})
 	}
@@ -303,21 +310,22 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 	return written, nil
 }
 
-// replicateOrHint sends a state to one replica; when the replica is
-// unreachable or fails, the state is stored as a durable hint for it on a
-// fallback node (or here), to be handed over when it is back. It reports
-// whether the replica itself and whether a hint holder acknowledged.
-// It runs on the node's context, not the client's: a client that stops
-// waiting does not cancel replication or hints.
-func (n *Node) replicateOrHint(v *view, pref []ring.NodeID, target uint64, key []byte, hash uint64, reg []byte) (replicated, hinted bool) {
+// replicateOrHint waits for a state queued for one replica (item; nil if
+// the replica was unreachable or its queue stayed full); when that fails,
+// the state is stored as a durable hint for the replica on a fallback node
+// (or here), to be handed over when it is back. It reports whether the
+// replica itself and whether a hint holder acknowledged. It runs on the
+// node's context, not the client's: a client that stops waiting does not
+// cancel replication or hints.
+func (n *Node) replicateOrHint(v *view, pref []ring.NodeID, target uint64, key []byte, hash uint64, reg []byte, item *replItem) (replicated, hinted bool) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ReplicaTimeout)
 	defer cancel()
-	if e, ok := v.byID[target]; ok && n.mem.reachable(e.Name) {
-		err := n.replicate(ctx, e.RPC, key, reg)
+	if item != nil {
+		err := item.wait(ctx)
 		if err == nil {
 			return true, false
 		}
-		n.log.Debug("replicate failed; storing a hint", "target", e.Name, "err", err)
+		n.log.Debug("replicate failed; storing a hint", "target", fmt.Sprintf("%016x", target), "err", err)
 	}
 	if n.cfg.DisableHints {
 		return false, false

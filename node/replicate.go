@@ -45,19 +45,25 @@ type replicators struct {
 	byAddr map[string]*replicator
 }
 
-// replicate ships one state to the peer whose RPC address is addr and
-// waits until it is durable there, ctx ends, or the batch fails.
-func (n *Node) replicate(ctx context.Context, addr string, key, reg []byte) error {
+// enqueue queues one state for the peer whose RPC address is addr; it
+// waits while the peer's queue is full, until ctx ends (then it returns
+// nil). Wait on the item for the outcome.
+func (n *Node) enqueue(ctx context.Context, addr string, key, reg []byte) *replItem {
 	r := n.replicatorFor(addr)
 	if r == nil {
-		return ErrClosed
+		return nil
 	}
 	it := &replItem{key: key, reg: reg, done: make(chan error, 1)}
 	select {
 	case r.q <- it:
+		return it
 	case <-ctx.Done():
-		return fmt.Errorf("replication queue to %s full: %w", addr, ctx.Err())
+		return nil
 	}
+}
+
+// wait returns the outcome of a queued state: nil once durable on the peer.
+func (it *replItem) wait(ctx context.Context) error {
 	select {
 	case err := <-it.done:
 		return err

@@ -73,7 +73,6 @@ type window struct {
 	maps   []mapping
 }
 
-
 // addAt adds an item whose symbols below from were already accounted for
 // elsewhere, fast-forwarding its mapping.
 func (w *window) addAt(item, check uint64, m mapping) {

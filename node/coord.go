@@ -458,24 +458,40 @@ func (n *Node) read(ctx context.Context, key []byte, r Consistency) (crdt.Regist
 	need := r.count(len(pref), n.cfg.R)
 	answers := make(chan readAnswer, len(pref))
 	asked := 0
+	if slices.Contains(pref, ring.NodeID(n.id)) {
+		b, _, err := n.store.Get(key)
+		var reg crdt.Register
+		if err == nil {
+			reg, err = decodeReg(b)
+		}
+		// Fast path: one answer wanted and this replica has the key. Its
+		// copy may trail another replica's, as any single answer may;
+		// anti-entropy, not this read, brings it up to date.
+		if need == 1 && err == nil && len(reg.Versions) > 0 {
+			return reg, nil
+		}
+		asked++
+		answers <- readAnswer{node: n.id, reg: reg, err: err}
+	}
 	for _, p := range pref {
 		id := uint64(p)
 		if id == n.id {
-			asked++
-			b, _, err := n.store.Get(key)
-			var reg crdt.Register
-			if err == nil {
-				reg, err = decodeReg(b)
-			}
-			answers <- readAnswer{node: id, reg: reg, err: err}
 			continue
 		}
 		e, ok := v.byID[id]
 		if !ok || !n.mem.reachable(e.Name) {
 			continue
 		}
+		// Bound the remote reads in flight: under overload readers wait
+		// here rather than leave unbounded work to goroutines.
+		select {
+		case n.readSlots <- struct{}{}:
+		case <-ctx.Done():
+			return crdt.Register{}, fmt.Errorf("%w: waiting to read replicas: %v", ErrUnavailable, ctx.Err())
+		}
 		asked++
 		n.goroutine(func() {
+			defer func() { <-n.readSlots }()
 			reg, err := n.readRemote(e, key)
 			answers <- readAnswer{node: id, reg: reg, err: err}
 		})

@@ -89,12 +89,21 @@ type errorBody struct {
 	Context string `json:"context,omitempty"`
 }
 
+// writeJSON writes v indented, for documents people read (status,
+// members, ring, errors).
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// writeCompactJSON writes v on one line, for the key-value hot path.
+func writeCompactJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
@@ -141,6 +150,11 @@ func (n *Node) handleKV(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD, PUT, POST, DELETE")
 		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 	}
+}
+
+// writeBody is the JSON answer to a write.
+type writeBody struct {
+	Context string `json:"context"`
 }
 
 // GetBody is the JSON form of a read.
@@ -197,7 +211,7 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request, key []byte, q u
 	if len(res.Siblings) > 1 {
 		status = http.StatusMultipleChoices
 	}
-	writeJSON(w, status, body)
+	writeCompactJSON(w, status, body)
 }
 
 func (n *Node) handleWrite(w http.ResponseWriter, r *http.Request, key []byte, q url.Values, del bool) {
@@ -234,7 +248,7 @@ func (n *Node) handleWrite(w http.ResponseWriter, r *http.Request, key []byte, q
 		return
 	}
 	w.Header().Set(ContextHeader, ctxOut)
-	writeJSON(w, http.StatusOK, map[string]string{"context": ctxOut})
+	writeCompactJSON(w, http.StatusOK, writeBody{Context: ctxOut})
 }
 
 // MemberInfo describes one member as the client API reports it.

@@ -35,6 +35,9 @@ var (
 
 const metaMembers = "members"
 
+// maxRemoteReads bounds the replica reads a node has in flight.
+const maxRemoteReads = 4096
+
 // Node is one Rumor peer. Open starts it; Close stops every goroutine it owns.
 type Node struct {
 	cfg   Config
@@ -60,6 +63,8 @@ type Node struct {
 
 	ae   *antiEntropy
 	repl replicators
+	// readSlots bounds remote replica reads in flight.
+	readSlots chan struct{}
 
 	metrics metrics
 }
@@ -85,7 +90,7 @@ func Open(cfg *Config) (_ *Node, err error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: c, log: c.Logger.With("node", c.Name)}
+	n := &Node{cfg: c, log: c.Logger.With("node", c.Name), readSlots: make(chan struct{}, maxRemoteReads)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.clock = crdt.NewClock(time.Now)
 	cleanup := []func(){n.cancel}

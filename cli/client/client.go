@@ -132,7 +132,9 @@ func (c *Client) Get(ctx context.Context, key string, o *ReadOptions) (*Value, e
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	resp, body, err := c.do(ctx, http.MethodGet, path, nil, map[string]string{"Accept": "application/json"})
+	// No "Accept: application/json": a single value comes back raw (no
+	// JSON to build or parse); siblings come as JSON with status 300.
+	resp, body, err := c.do(ctx, http.MethodGet, path, nil, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -28,9 +28,12 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
+
+	"github.com/rumorkv/rumor/node"
 )
 
 func main() {
+	node.SetProcs() // fsync-heavy: see its doc
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 

@@ -36,6 +36,7 @@ const (
 )
 
 func main() {
+	node.SetProcs() // fsync-heavy: see its doc
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 

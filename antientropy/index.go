@@ -96,6 +96,34 @@ func (x *Index) SetHash(s RangeSet) Digest {
 	return acc
 }
 
+// ClearLeaves empties leaves [lo, hi): the node dropped every key there.
+// It costs O(log leaves) per non-empty leaf.
+func (x *Index) ClearLeaves(lo, hi uint32) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	type leaf struct {
+		l uint32
+		d Digest
+		c uint32
+	}
+	var clear []leaf
+	prev, prevCount := x.prefixLocked(lo), x.prefixCountLocked(lo)
+	for l := lo; l < hi; l++ {
+		cur, curCount := x.prefixLocked(l+1), x.prefixCountLocked(l+1)
+		if d, c := cur.Xor(prev), curCount-prevCount; !d.IsZero() || c != 0 {
+			clear = append(clear, leaf{l, d, c})
+		}
+		prev, prevCount = cur, curCount
+	}
+	for _, lf := range clear {
+		x.mu.keys -= int64(lf.c)
+		for i := int(lf.l) + 1; i <= Leaves; i += i & -i {
+			x.mu.tree[i] = x.mu.tree[i].Xor(lf.d)
+			x.mu.counts[i] -= lf.c
+		}
+	}
+}
+
 // Keys is the number of keys indexed.
 func (x *Index) Keys() int64 {
 	x.mu.Lock()

@@ -83,6 +83,25 @@ func TestIndexMatchesModel(t *testing.T) {
 		t.Fatalf("SetCount(all) = %d, want %d", got, len(model))
 	}
 
+	// Clearing leaves removes exactly their keys.
+	z := NewIndex()
+	if err := z.LoadSnapshot(x.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	z.ClearLeaves(5000, 9000)
+	if got, want := z.SetHash(RangeSet{{5000, 9000}}), (Digest{}); got != want {
+		t.Fatalf("cleared leaves hash %x", got)
+	}
+	if got := z.SetCount(RangeSet{{5000, 9000}}); got != 0 {
+		t.Fatalf("cleared leaves hold %d keys", got)
+	}
+	if z.RangeHash(0, 5000) != x.RangeHash(0, 5000) || z.RangeHash(9000, Leaves) != x.RangeHash(9000, Leaves) {
+		t.Fatal("clearing leaves changed others")
+	}
+	if z.Keys() != x.Keys()-int64(x.SetCount(RangeSet{{5000, 9000}})) {
+		t.Fatalf("key count after clearing: %d", z.Keys())
+	}
+
 	// Snapshot round trip, and corruption is detected.
 	snap := x.Snapshot()
 	y := NewIndex()

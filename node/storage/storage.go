@@ -683,3 +683,33 @@ func (s *Store) PutMeta(name string, value []byte) error {
 	}
 	return nil
 }
+
+// DeleteRange deletes every data key whose hash h satisfies start <= h <
+// end (end == 0: to the end of the hash space), synced unless NoSync. It
+// does not call OnChange: the caller, which dropped whole ranges, updates
+// what it derives from the data itself (anti-entropy clears the ranges'
+// leaves). Writes to keys in the range that race with it may survive.
+func (s *Store) DeleteRange(start, end uint64) error {
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.exit()
+	lo := dataBound(start)
+	hi := []byte{prefixData + 1}
+	if end != 0 {
+		if end <= start {
+			return nil
+		}
+		hi = dataBound(end)
+	}
+	b := s.db.NewBatch()
+	_ = b.DeleteRange(lo, hi, nil)
+	wait, err := s.commit(b, s.wo.Sync, 1)
+	if err == nil {
+		err = wait()
+	}
+	if err != nil {
+		return fmt.Errorf("storage: delete range [%016x, %016x): %w", start, end, err)
+	}
+	return nil
+}

@@ -754,3 +754,32 @@ func TestUpdateManyDurable(t *testing.T) {
 		}
 	}
 }
+
+func TestDeleteRange(t *testing.T) {
+	s := open(t, vfs.NewMem(), "db", Options{})
+	model := map[string]uint64{}
+	for i := range 2000 {
+		k := fmt.Appendf(nil, "k%d", i)
+		if _, err := s.Update(k, func([]byte, bool) ([]byte, bool, error) { return []byte("v"), true, nil }); err != nil {
+			t.Fatal(err)
+		}
+		model[string(k)] = Hash(k)
+	}
+	start, end := uint64(1)<<62, uint64(3)<<62
+	if err := s.DeleteRange(start, end); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRange(uint64(7)<<61, 0); err != nil { // to the end
+		t.Fatal(err)
+	}
+	for k, h := range model {
+		_, ok, err := s.Get([]byte(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone := (h >= start && h < end) || h >= uint64(7)<<61
+		if ok == gone {
+			t.Fatalf("%s (hash %016x): present %v after deleting ranges", k, h, ok)
+		}
+	}
+}

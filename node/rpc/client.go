@@ -257,7 +257,7 @@ func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 		if left > 0 {
 			err := p.mu.dialErr
 			p.mu.Unlock()
-			return nil, fmt.Errorf("%w: %w (%v left; last dial error: %v)", ErrConnection, ErrBackoff, left.Round(time.Millisecond), err)
+			return nil, fmt.Errorf("%w: %w: %w (%v left; last dial error: %v)", ErrConnection, ErrNotSent, ErrBackoff, left.Round(time.Millisecond), err)
 		}
 		wait = make(chan struct{})
 		p.mu.slots[i].dialing = wait
@@ -283,9 +283,9 @@ func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 			if ctx.Err() != nil || (isTimeout(err) && !time.Now().Before(deadline(ctx))) {
 				// The dial ran out of the caller's time; the dialer may say
 				// so in its own words before ctx notices.
-				return nil, fmt.Errorf("%w: dial: %w", ErrConnection, cmp.Or(ctx.Err(), context.DeadlineExceeded))
+				return nil, fmt.Errorf("%w: %w: dial: %w", ErrConnection, ErrNotSent, cmp.Or(ctx.Err(), context.DeadlineExceeded))
 			}
-			return nil, fmt.Errorf("%w: dial: %w", ErrConnection, err)
+			return nil, fmt.Errorf("%w: %w: dial: %w", ErrConnection, ErrNotSent, err)
 		}
 		p.mu.backoffUntil = time.Time{}
 		p.mu.dialErr = nil

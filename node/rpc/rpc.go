@@ -22,6 +22,11 @@ var (
 	// ErrBackoff: a recent dial to the address failed, so the call failed
 	// fast without dialing. It comes wrapped together with ErrConnection.
 	ErrBackoff = errors.New("rpc: peer in dial backoff")
+	// ErrNotSent: the call failed before its request could leave (no
+	// connection: a failed dial or dial backoff), so the peer certainly
+	// did not act on it and it is safe to send elsewhere. Every other
+	// failure leaves the outcome unknown.
+	ErrNotSent = errors.New("rpc: request not sent")
 	// ErrFrameTooLarge: a frame's length exceeds MaxFrame.
 	ErrFrameTooLarge = errors.New("rpc: frame too large")
 	// ErrProtocol: a frame that does not follow the format in doc.go.

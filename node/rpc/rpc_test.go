@@ -288,6 +288,9 @@ func TestServerRestart(t *testing.T) {
 		if !errors.Is(err, ErrConnection) {
 			t.Fatalf("pending call: %v, want ErrConnection", err)
 		}
+		if errors.Is(err, ErrNotSent) {
+			t.Fatalf("pending call: %v says not sent, but the server had it", err)
+		}
 		if time.Since(start) > time.Second {
 			t.Errorf("pending call took %v to fail", time.Since(start))
 		}
@@ -332,8 +335,8 @@ func TestDialBackoff(t *testing.T) {
 	}})
 
 	_, err = c.Call(bg, addr, 1, nil)
-	if !errors.Is(err, ErrConnection) || errors.Is(err, ErrBackoff) {
-		t.Fatalf("first call: %v, want a dial error", err)
+	if !errors.Is(err, ErrConnection) || errors.Is(err, ErrBackoff) || !errors.Is(err, ErrNotSent) {
+		t.Fatalf("first call: %v, want a dial error (not sent)", err)
 	}
 	failedAt := time.Now()
 	for i := range 20 {
@@ -342,8 +345,8 @@ func TestDialBackoff(t *testing.T) {
 		if time.Since(failedAt) >= backoff {
 			break // slow machine: the backoff is over
 		}
-		if !errors.Is(err, ErrBackoff) || !errors.Is(err, ErrConnection) {
-			t.Fatalf("call %d in backoff: %v, want ErrBackoff", i, err)
+		if !errors.Is(err, ErrBackoff) || !errors.Is(err, ErrConnection) || !errors.Is(err, ErrNotSent) {
+			t.Fatalf("call %d in backoff: %v, want ErrBackoff (not sent)", i, err)
 		}
 		if took := time.Since(start); took > 20*time.Millisecond {
 			t.Errorf("call in backoff took %v", took)

@@ -174,3 +174,46 @@ func TestSharedRanges(t *testing.T) {
 		t.Fatalf("HashBounds = %x, %x", start, end)
 	}
 }
+
+// Union, Intersect and Complement agree with a leaf-by-leaf model.
+func TestRangeSetAlgebra(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	random := func() RangeSet {
+		var s RangeSet
+		at := uint32(0)
+		for at < Leaves {
+			at += rng.Uint32N(Leaves / 8)
+			end := min(at+1+rng.Uint32N(Leaves/8), Leaves)
+			if at >= Leaves {
+				break
+			}
+			s = s.add(Span{at, end})
+			at = end + rng.Uint32N(3)
+		}
+		return s
+	}
+	in := func(s RangeSet, l uint32) bool { return s.Contains(uint64(l) << (64 - ring.LeafBits)) }
+	for range 50 {
+		a, b := random(), random()
+		u, x, c := a.Union(b), a.Intersect(b), a.Complement()
+		for _, r := range []RangeSet{u, x, c} {
+			if err := r.Validate(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 2000 {
+			l := rng.Uint32N(Leaves)
+			if in(u, l) != (in(a, l) || in(b, l)) || in(x, l) != (in(a, l) && in(b, l)) || in(c, l) == in(a, l) {
+				t.Fatalf("leaf %d: a %v b %v union %v intersect %v complement %v", l, in(a, l), in(b, l), in(u, l), in(x, l), in(c, l))
+			}
+		}
+		if u.Leaves()+x.Leaves() != a.Leaves()+b.Leaves() || a.Leaves()+c.Leaves() != Leaves {
+			t.Fatal("leaf counts do not add up")
+		}
+	}
+	var r *ring.Ring = ring.New([]ring.Member{{ID: 1}, {ID: 2}, {ID: 3}, {ID: 4}}, 32)
+	all := ReplicatedAll(r, 2)
+	if !slices.Equal(all[1], Replicated(r, 2, 1)) {
+		t.Fatal("ReplicatedAll disagrees with Replicated")
+	}
+}

@@ -113,3 +113,64 @@ func SharedAll(r *ring.Ring, n int, self ring.NodeID) map[ring.NodeID]RangeSet {
 	}
 	return out
 }
+
+// ReplicatedAll returns, for every member of r, the leaves whose
+// preference list (n replicas) holds it, in one pass over r's ranges.
+func ReplicatedAll(r *ring.Ring, n int) map[ring.NodeID]RangeSet {
+	out := make(map[ring.NodeID]RangeSet)
+	for _, rg := range r.Ranges(n) {
+		for _, p := range rg.Replicas {
+			out[p] = out[p].add(Span{rg.Lo, rg.Hi})
+		}
+	}
+	return out
+}
+
+// Union returns the leaves in s or o.
+func (s RangeSet) Union(o RangeSet) RangeSet {
+	var out RangeSet
+	i, j := 0, 0
+	for i < len(s) || j < len(o) {
+		var sp Span
+		if j == len(o) || (i < len(s) && s[i].Lo <= o[j].Lo) {
+			sp, i = s[i], i+1
+		} else {
+			sp, j = o[j], j+1
+		}
+		if k := len(out); k > 0 && out[k-1].Hi >= sp.Lo {
+			out[k-1].Hi = max(out[k-1].Hi, sp.Hi)
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// Intersect returns the leaves in both s and o.
+func (s RangeSet) Intersect(o RangeSet) RangeSet {
+	var out RangeSet
+	i, j := 0, 0
+	for i < len(s) && j < len(o) {
+		lo, hi := max(s[i].Lo, o[j].Lo), min(s[i].Hi, o[j].Hi)
+		if lo < hi {
+			out = out.add(Span{lo, hi})
+		}
+		if s[i].Hi < o[j].Hi {
+			i++
+		} else {
+			j++
+		}
+	}
+	return out
+}
+
+// Complement returns the leaves not in s.
+func (s RangeSet) Complement() RangeSet {
+	var out RangeSet
+	prev := uint32(0)
+	for _, sp := range s {
+		out = out.add(Span{prev, sp.Lo})
+		prev = sp.Hi
+	}
+	return out.add(Span{prev, Leaves})
+}

@@ -45,8 +45,11 @@ type aeResponder struct {
 
 // aePeer is what this node knows of its exchanges with one peer.
 type aePeer struct {
-	inSync        bool
-	lastExchange  time.Time
+	inSync       bool
+	lastExchange time.Time
+	// lastComplete is when a session with the peer (either side
+	// initiating) last ended with every state moved that needed to.
+	lastComplete  time.Time
 	lastDuration  time.Duration
 	lastError     string
 	keysPulled    uint64
@@ -104,11 +107,11 @@ func (a *antiEntropy) onChange(hash uint64, key, old, new []byte) {
 	var od, nd antientropy.Digest
 	delta := 0
 	if old != nil {
-		od = antientropy.DigestOf(key, old)
+		od = antientropy.DigestOf(key, stateOf(old))
 		delta--
 	}
 	if new != nil {
-		nd = antientropy.DigestOf(key, new)
+		nd = antientropy.DigestOf(key, stateOf(new))
 		delta++
 	}
 	a.index.Update(hash, od, nd, delta)
@@ -142,7 +145,7 @@ func (a *antiEntropy) load() error {
 	start := time.Now()
 	a.index.Reset()
 	err = st.Scan(0, 0, func(hash uint64, key, value []byte) error {
-		a.index.Update(hash, antientropy.Digest{}, antientropy.DigestOf(key, value), 1)
+		a.index.Update(hash, antientropy.Digest{}, antientropy.DigestOf(key, stateOf(value)), 1)
 		return nil
 	})
 	if err != nil {
@@ -172,6 +175,13 @@ func (a *antiEntropy) trigger(peer uint64) {
 	select {
 	case a.kick <- peer:
 	default:
+	}
+}
+
+// triggerAll asks for sessions with every peer now (membership changed).
+func (a *antiEntropy) triggerAll() {
+	for id := range a.n.view.Load().shared {
+		a.trigger(uint64(id))
 	}
 }
 
@@ -214,7 +224,7 @@ func (a *antiEntropy) loop() {
 // ranges with this node, and with a higher id (of each pair the lower id
 // initiates, so a pair runs one session per round) — or, in a periodic
 // round, not heard from for three intervals (the other side may not reach
-// us). With all, every peer in the view is considered; otherwise only those
+// us), or any while this node joins or leaves. With all, every peer in the view is considered; otherwise only those
 // given.
 func (a *antiEntropy) initiateWith(given []uint64, all bool) []uint64 {
 	v := a.n.view.Load()
@@ -225,13 +235,17 @@ func (a *antiEntropy) initiateWith(given []uint64, all bool) []uint64 {
 		}
 	}
 	stale := 3 * a.n.cfg.AEInterval
+	// A node joining or leaving initiates with everyone: it cannot wait
+	// for the peers' rounds to finish its transfer.
+	st := a.n.mem.selfRow().Status
+	moving := st == StatusJoining || st == StatusLeaving
 	var out []uint64
 	for _, id := range given {
 		e, ok := v.byID[id]
 		if !ok || len(v.shared[ring.NodeID(id)]) == 0 || !a.n.mem.reachable(e.Name) {
 			continue
 		}
-		if a.n.id > id {
+		if a.n.id > id && !moving {
 			a.mu.Lock()
 			p := a.mu.peers[id]
 			recent := p != nil && time.Since(p.lastExchange) < stale
@@ -332,7 +346,7 @@ func (a *antiEntropy) items(s antientropy.RangeSet) ([]uint64, []itemRef, error)
 	for _, sp := range s {
 		start, end := sp.HashBounds()
 		err := a.n.store.Scan(start, end, func(hash uint64, key, value []byte) error {
-			refs = append(refs, itemRef{item: antientropy.ItemOf(hash, antientropy.DigestOf(key, value)), hash: hash})
+			refs = append(refs, itemRef{item: antientropy.ItemOf(hash, antientropy.DigestOf(key, stateOf(value))), hash: hash})
 			return nil
 		})
 		if err != nil {
@@ -373,11 +387,11 @@ func (a *antiEntropy) statesAt(hashes []uint64, pairs []aePair, limit int, have 
 				return nil
 			}
 			if vv, ok := have[h]; ok {
-				if reg, err := decodeReg(value); err == nil && coveredBy(reg, vv) {
+				if _, reg, err := decodeRecord(value); err == nil && coveredBy(reg, vv) {
 					return nil
 				}
 			}
-			pairs = append(pairs, aePair{Key: bytes.Clone(key), State: bytes.Clone(value)})
+			pairs = append(pairs, aePair{Key: bytes.Clone(key), State: bytes.Clone(stateOf(value))})
 			size += len(key) + len(value)
 			return nil
 		})
@@ -412,7 +426,7 @@ func (a *antiEntropy) haveIn(intervals [][2]uint64) (map[uint64]crdt.VV, error) 
 				dup[hash] = true
 				return nil
 			}
-			reg, err := decodeReg(value)
+			_, reg, err := decodeRecord(value)
 			if err != nil {
 				return err
 			}
@@ -474,6 +488,7 @@ func (a *antiEntropy) syncPeer(peer uint64) {
 	} else {
 		p.lastError = ""
 		p.lastExchange = time.Now()
+		p.lastComplete = p.lastExchange
 		p.inSync = true // in sync, or repaired both ways
 	}
 	a.mu.Unlock()
@@ -489,7 +504,24 @@ func (a *antiEntropy) syncPeer(peer uint64) {
 // peer fetch what it lacks and pulls what this node lacks. It returns the
 // states that crossed.
 func (a *antiEntropy) session(ctx context.Context, peer uint64, e memberEntry, v *view, s antientropy.RangeSet) (moved int, inSync bool, err error) {
-	ini := antientropy.NewInitiator(a.cfg, v.ring.Hash(), a.index.SetHash(s), a.index.SetCount(s))
+	return a.sessionOver(ctx, peer, e, v, s, false)
+}
+
+// handoff runs a session over ranges this node no longer replicates: the
+// peer, an owner of them, fetches what only this node holds; nothing is
+// pulled. It returns how many states the peer had to take (0: the peer
+// already holds everything this node has there).
+func (a *antiEntropy) handoff(ctx context.Context, peer uint64, e memberEntry, v *view, s antientropy.RangeSet) (int, error) {
+	moved, _, err := a.sessionOver(ctx, peer, e, v, s, true)
+	return moved, err
+}
+
+func (a *antiEntropy) sessionOver(ctx context.Context, peer uint64, e memberEntry, v *view, s antientropy.RangeSet, handoff bool) (moved int, inSync bool, err error) {
+	var spans []uint32
+	if handoff {
+		spans = flattenSpans(s)
+	}
+	ini := antientropy.NewInitiator(a.cfg, v.hash, a.index.SetHash(s), a.index.SetCount(s))
 	sid := rand.Uint64()
 	msg := ini.Summary()
 	var refs []itemRef
@@ -497,7 +529,7 @@ func (a *antiEntropy) session(ctx context.Context, peer uint64, e memberEntry, v
 	defer func() {
 		if remoteSession {
 			dctx, cancel := context.WithTimeout(a.n.ctx, a.n.cfg.ReplicaTimeout)
-			_ = a.call(dctx, peer, e, methodAEDone, &aeDoneReq{Session: sid}, nil)
+			_ = a.call(dctx, peer, e, methodAEDone, &aeDoneReq{Session: sid, Complete: err == nil}, nil)
 			cancel()
 		}
 	}()
@@ -507,7 +539,7 @@ func (a *antiEntropy) session(ctx context.Context, peer uint64, e memberEntry, v
 			return 0, false, err
 		}
 		var resp aeSyncResp
-		if err := a.call(ctx, peer, e, methodAESync, &aeSyncReq{Session: sid, From: a.n.id, Msg: body}, &resp); err != nil {
+		if err := a.call(ctx, peer, e, methodAESync, &aeSyncReq{Session: sid, From: a.n.id, Msg: body, Spans: spans}, &resp); err != nil {
 			return 0, false, err
 		}
 		var reply antientropy.Message
@@ -534,6 +566,9 @@ func (a *antiEntropy) session(ctx context.Context, peer uint64, e memberEntry, v
 		return 0, true, nil
 	}
 	if res.PullAll {
+		if handoff {
+			return 0, false, nil
+		}
 		moved, err = a.pullAll(ctx, peer, e)
 		return moved, false, err
 	}
@@ -547,6 +582,9 @@ func (a *antiEntropy) session(ctx context.Context, peer uint64, e memberEntry, v
 			moved += resp.Fetched
 			hashes = hashes[len(batch):]
 		}
+	}
+	if handoff {
+		return moved, false, nil
 	}
 	pulled, err := a.pull(ctx, peer, e, sid, res.RemoteOnly)
 	return moved + pulled, false, err
@@ -740,7 +778,8 @@ func (a *antiEntropy) serve(ctx context.Context, method uint16, body []byte) ([]
 		delete(a.mu.sessions, req.Session)
 		a.mu.Unlock()
 		if s != nil {
-			a.noteExchange(s.peer, true) // the repairs both ways are done
+			// With Complete, the repairs both ways are done.
+			a.noteExchange(s.peer, req.Complete)
 		}
 		return nil, nil
 	case methodReap:
@@ -795,7 +834,13 @@ func (a *antiEntropy) answer(req aeSyncReq, m *antientropy.Message) (*antientrop
 	}
 	v := a.n.view.Load()
 	s := v.shared[ring.NodeID(req.From)]
-	reply, need, err := antientropy.Respond(m, v.ring.Hash(), a.index.SetHash(s), a.index.SetCount(s))
+	if req.Spans != nil {
+		var err error
+		if s, err = unflattenSpans(req.Spans); err != nil {
+			return nil, badRequest(err)
+		}
+	}
+	reply, need, err := antientropy.Respond(m, v.hash, a.index.SetHash(s), a.index.SetCount(s))
 	if err != nil {
 		return nil, badRequest(err)
 	}
@@ -843,8 +888,9 @@ func (a *antiEntropy) serveRange(ctx context.Context, req aePullRangeReq) ([]byt
 			if size >= aeBatchBytes {
 				return errFull
 			}
-			resp.Pairs = append(resp.Pairs, aePair{Key: bytes.Clone(key), State: bytes.Clone(value)})
-			size += len(key) + len(value)
+			st := stateOf(value)
+			resp.Pairs = append(resp.Pairs, aePair{Key: bytes.Clone(key), State: bytes.Clone(st)})
+			size += len(key) + len(st)
 			return nil
 		})
 		if errors.Is(err, errFull) {
@@ -944,5 +990,16 @@ func (a *antiEntropy) noteExchange(peer uint64, inSync bool) {
 	p := a.peerLocked(peer)
 	p.inSync = inSync
 	p.lastExchange = time.Now()
+	if inSync {
+		p.lastComplete = p.lastExchange
+	}
 	a.mu.Unlock()
+}
+
+// completeSince reports whether a session with peer ended complete after t.
+func (a *antiEntropy) completeSince(peer uint64, t time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.mu.peers[peer]
+	return p != nil && p.lastComplete.After(t)
 }

@@ -466,7 +466,7 @@ func TestTombstoneReaping(t *testing.T) {
 		if err != nil || !ok {
 			t.Fatalf("tombstone gone-%d reaped while a replica was cut off (%v)", i, err)
 		}
-		reg, _ := decodeReg(b)
+		_, reg, _ := decodeRecord(b)
 		if !reg.Tombstoned() {
 			t.Fatalf("gone-%d is not a tombstone: %v", i, reg)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/rumorkv/rumor/antientropy"
 	"github.com/rumorkv/rumor/crdt"
 )
 
@@ -44,6 +45,30 @@ type aeSyncReq struct {
 	Session uint64
 	From    uint64
 	Msg     []byte // an antientropy.Message
+	// Spans, when set (flattened Lo, Hi leaf pairs), is the set the
+	// session compares instead of everything the two share: a node hands
+	// over ranges it no longer replicates.
+	Spans []uint32
+}
+
+// flattenSpans and unflattenSpans carry a RangeSet on the wire.
+func flattenSpans(s antientropy.RangeSet) []uint32 {
+	out := make([]uint32, 0, 2*len(s))
+	for _, sp := range s {
+		out = append(out, sp.Lo, sp.Hi)
+	}
+	return out
+}
+
+func unflattenSpans(f []uint32) (antientropy.RangeSet, error) {
+	if len(f)%2 != 0 {
+		return nil, fmt.Errorf("node: %d span bounds", len(f))
+	}
+	s := make(antientropy.RangeSet, 0, len(f)/2)
+	for i := 0; i < len(f); i += 2 {
+		s = append(s, antientropy.Span{Lo: f[i], Hi: f[i+1]})
+	}
+	return s, s.Validate()
 }
 
 type aeSyncResp struct {
@@ -104,6 +129,9 @@ type aePullRangeResp struct {
 
 type aeDoneReq struct {
 	Session uint64
+	// Complete: every state that needed to move in this session moved
+	// (false when the session ended on an error).
+	Complete bool
 }
 
 type reapReq struct {

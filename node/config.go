@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -130,6 +131,39 @@ type Config struct {
 	// MaxContextEntries bounds the size of a client's causal context.
 	// Default 1024.
 	MaxContextEntries int
+	// MaxBodyBytesInFlight bounds the memory holding client request bodies
+	// (taken as bytes arrive); a request past it is answered 503. Default
+	// 256 MiB (at least MaxValueSize).
+	MaxBodyBytesInFlight int64
+	// MaxClientConns caps open client HTTP connections; a connection past
+	// it is answered 503 and closed. Default 4096.
+	MaxClientConns int
+	// MaxInFlightRequests caps client HTTP requests served at once; past it
+	// a request is answered 503 {"error":"overloaded"} with Retry-After
+	// (except /v1/health). Default 2048.
+	MaxInFlightRequests int
+	// HTTPReadHeaderTimeout bounds reading a request's headers. Default 10 s.
+	HTTPReadHeaderTimeout time.Duration
+	// HTTPBodyTimeout and HTTPMinBodyRate bound reading a request body: it
+	// must arrive within HTTPBodyTimeout plus one second for every
+	// HTTPMinBodyRate bytes received so far, and may not stall for
+	// HTTPBodyTimeout, so a large value on a slow but steady link gets the
+	// time it needs while a stalled or trickling body is cut (408).
+	// Defaults 10 s and 16 KiB/s (a 4 MiB value may take up to 4 min 26 s).
+	HTTPBodyTimeout time.Duration
+	HTTPMinBodyRate int64
+	// HTTPWriteTimeout bounds writing a response. Default 60 s.
+	HTTPWriteTimeout time.Duration
+	// HTTPIdleTimeout closes keep-alive connections idle this long.
+	// Default 2 min.
+	HTTPIdleTimeout time.Duration
+	// MinFreeDisk makes the node refuse writes (clients get 507) while the
+	// disk holding DataDir has less free space, so pebble never runs out of
+	// it: pebble cannot continue after a failed write-ahead log write (the
+	// node then refuses writes until restarted) and treats a failed
+	// MANIFEST write as fatal. Writes resume once space is freed. Default
+	// 256 MiB; negative disables the check.
+	MinFreeDisk int64
 	// SiblingWarn is the sibling count past which a key is reported (log and
 	// metric). Siblings are never dropped. Default 32.
 	SiblingWarn int
@@ -186,6 +220,9 @@ type Config struct {
 
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
+
+	// fs, if set, is the storage filesystem (tests inject faults with it).
+	fs vfs.FS
 }
 
 // Network abstracts the node's sockets so tests can inject faults.
@@ -234,6 +271,16 @@ func DefaultConfig(name, dir string) *Config {
 		TombstoneGrace:    24 * time.Hour,
 		ReapInterval:      10 * time.Minute,
 		Memberlist:        ml,
+
+		MaxBodyBytesInFlight:  256 << 20,
+		MaxClientConns:        4096,
+		MaxInFlightRequests:   2048,
+		HTTPReadHeaderTimeout: 10 * time.Second,
+		HTTPBodyTimeout:       10 * time.Second,
+		HTTPMinBodyRate:       16 << 10,
+		HTTPWriteTimeout:      time.Minute,
+		HTTPIdleTimeout:       2 * time.Minute,
+		MinFreeDisk:           256 << 20,
 	}
 }
 
@@ -283,6 +330,26 @@ func (c *Config) validate() error {
 	}
 	if c.SiblingWarn <= 0 {
 		c.SiblingWarn = def.SiblingWarn
+	}
+	fill(&c.HTTPReadHeaderTimeout, def.HTTPReadHeaderTimeout)
+	fill(&c.HTTPBodyTimeout, def.HTTPBodyTimeout)
+	fill(&c.HTTPWriteTimeout, def.HTTPWriteTimeout)
+	fill(&c.HTTPIdleTimeout, def.HTTPIdleTimeout)
+	if c.HTTPMinBodyRate <= 0 {
+		c.HTTPMinBodyRate = def.HTTPMinBodyRate
+	}
+	if c.MaxClientConns <= 0 {
+		c.MaxClientConns = def.MaxClientConns
+	}
+	if c.MaxInFlightRequests <= 0 {
+		c.MaxInFlightRequests = def.MaxInFlightRequests
+	}
+	if c.MaxBodyBytesInFlight <= 0 {
+		c.MaxBodyBytesInFlight = def.MaxBodyBytesInFlight
+	}
+	c.MaxBodyBytesInFlight = max(c.MaxBodyBytesInFlight, int64(c.MaxValueSize))
+	if c.MinFreeDisk == 0 {
+		c.MinFreeDisk = def.MinFreeDisk
 	}
 	if c.BindAddr == "" {
 		c.BindAddr = def.BindAddr

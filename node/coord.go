@@ -12,6 +12,7 @@ import (
 
 	"github.com/rumorkv/rumor/crdt"
 	"github.com/rumorkv/rumor/node/rpc"
+	"github.com/rumorkv/rumor/node/storage"
 	"github.com/rumorkv/rumor/ring"
 )
 
@@ -184,8 +185,20 @@ func (n *Node) coordinate(ctx context.Context, key, value []byte, cctx crdt.VV, 
 				return vv, nil
 			}
 			var re *rpc.RemoteError
-			if errors.As(err, &re) && re.Code != codeUnavailable {
+			if errors.As(err, &re) && re.Code != codeStorage {
 				return nil, remoteToError(re)
+			}
+			// Try the next primary only when this one certainly did not
+			// make the write durable: the request never left, or its
+			// storage refused it.
+			if re == nil && !errors.Is(err, rpc.ErrNotSent) {
+				// The primary may have applied the write: sending it to
+				// another one would make a second version of it. The
+				// outcome is unknown to the client, as after a timeout.
+				if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+					return nil, fmt.Errorf("%w: coordinator %s: %v", context.DeadlineExceeded, e.Name, err)
+				}
+				return nil, fmt.Errorf("%w: coordinator %s: %v", ErrUnavailable, e.Name, err)
 			}
 			lastErr = err
 			if ctx.Err() != nil {
@@ -197,6 +210,17 @@ func (n *Node) coordinate(ctx context.Context, key, value []byte, cctx crdt.VV, 
 		}
 	}
 	return n.coordinateHere(ctx, v, key, hash, pref, value, cctx, deleted, w, false)
+}
+
+// leavesOwnSibling reports whether reg holds a version of actor that ctx
+// does not cover (it would stay beside a new write of that actor).
+func leavesOwnSibling(reg crdt.Register, actor crdt.ActorID, ctx crdt.VV) bool {
+	for _, v := range reg.Versions {
+		if v.Dot.Actor == actor && !ctx.Covers(v.Dot) {
+			return true
+		}
+	}
+	return false
 }
 
 // coordinateHere applies the write locally (as a replica, or into a fresh
@@ -212,9 +236,8 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 		if err != nil {
 			return nil, fmt.Errorf("node: allocate dot: %w", err)
 		}
-		dot = crdt.Dot{Actor: crdt.ActorID(n.id), Counter: c}
 		_, err = n.store.Update(key, func(old []byte, ok bool) ([]byte, bool, error) {
-			cur, err := decodeReg(old)
+			epoch, cur, err := decodeRecord(old)
 			if err != nil {
 				return nil, false, err
 			}
@@ -222,9 +245,19 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 			// this replica holds (a forged or stale "future" context cannot
 			// erase versions the coordinator has not seen).
 			clamped := cctx.Meet(cur.Context())
+			// This node's actor for the key: kept while its copy has an
+			// unbroken history here, new otherwise (see record.go) — and
+			// new when a version of that actor would stay beside this one
+			// (a write without its context): the write's context is a
+			// version vector, and {A:n} would also cover that older A:m the
+			// writer never saw.
+			if epoch == 0 || len(cur.Versions) == 0 || leavesOwnSibling(cur, actorFor(n.id, epoch), clamped) {
+				epoch = newEpoch()
+			}
+			dot = crdt.Dot{Actor: actorFor(n.id, epoch), Counter: c}
 			reg = cur.Write(dot, clamped, hlc, value, deleted)
 			written = clamped.Join(crdt.VV{dot.Actor: dot.Counter})
-			b, err := reg.MarshalBinary()
+			b, err := encodeRecord(epoch, reg)
 			return b, true, err
 		})
 		if err != nil {
@@ -262,9 +295,12 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 		primary bool
 		ok      bool
 	}
-	results := make(chan result, len(pref))
+	// While ranges move, the nodes that will own this key receive the write
+	// too (they count toward W like the others).
+	targets := v.writeTargets(hash, n.cfg.N)
+	results := make(chan result, len(targets))
 	pending := 0
-	for i, p := range pref {
+	for i, p := range targets {
 		if p == ring.NodeID(n.id) {
 			continue
 		}
@@ -279,7 +315,7 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 			item = n.enqueue(ctx, e.RPC, key, body)
 		}
 		n.goroutine(func() {
-			replicated, hinted := n.replicateOrHint(v, pref, target, key, hash, body, item)
+			replicated, hinted := n.replicateOrHint(v, targets, target, key, hash, body, item)
 			results <- result{primary: isPrimary && replicated, ok: replicated || hinted}
 		})
 	}
@@ -383,7 +419,7 @@ func (n *Node) storeHint(target uint64, key, reg []byte) error {
 func (n *Node) mergeLocal(key []byte, in crdt.Register) (crdt.Register, bool, error) {
 	var merged crdt.Register
 	changed, err := n.store.Update(key, func(old []byte, ok bool) ([]byte, bool, error) {
-		cur, err := decodeReg(old)
+		epoch, cur, err := decodeRecord(old)
 		if err != nil {
 			return nil, false, err
 		}
@@ -391,7 +427,7 @@ func (n *Node) mergeLocal(key []byte, in crdt.Register) (crdt.Register, bool, er
 		if ok && merged.Equal(cur) {
 			return nil, false, nil
 		}
-		b, err := merged.MarshalBinary()
+		b, err := encodeRecord(epoch, merged)
 		return b, true, err
 	})
 	if err != nil {
@@ -420,7 +456,7 @@ func (n *Node) Get(ctx context.Context, key []byte, o *ReadOptions) (*Result, er
 		if err != nil {
 			return nil, fmt.Errorf("read %q: %w", key, err)
 		}
-		if reg, err = decodeReg(b); err != nil {
+		if _, reg, err = decodeRecord(b); err != nil {
 			return nil, fmt.Errorf("read %q: %w", key, err)
 		}
 	} else {
@@ -462,7 +498,7 @@ func (n *Node) read(ctx context.Context, key []byte, r Consistency) (crdt.Regist
 		b, _, err := n.store.Get(key)
 		var reg crdt.Register
 		if err == nil {
-			reg, err = decodeReg(b)
+			_, reg, err = decodeRecord(b)
 		}
 		// Fast path: one answer wanted and this replica has the key. Its
 		// copy may trail another replica's, as any single answer may;
@@ -525,6 +561,11 @@ func (n *Node) read(ctx context.Context, key []byte, r Consistency) (crdt.Regist
 	}
 	if ok < need {
 		return crdt.Register{}, fmt.Errorf("%w: %d of %d answers (last error: %v)", ErrUnavailable, ok, need, lastErr)
+	}
+	if quorum := len(pref)/2 + 1; found == 0 && ok < quorum {
+		// Too few replicas said they lack the key to say it is absent: one
+		// that did not answer may hold it.
+		return crdt.Register{}, fmt.Errorf("%w: %d of %d replicas answered, none has the key (last error: %v)", ErrUnavailable, ok, len(pref), lastErr)
 	}
 	var merged crdt.Register
 	for _, a := range got {
@@ -622,6 +663,7 @@ const (
 	codeBadRequest  = 400
 	codeTooLarge    = 413
 	codeUnavailable = 503
+	codeStorage     = 507 // the node's storage refused the write
 )
 
 func remoteToError(re *rpc.RemoteError) error {
@@ -668,7 +710,7 @@ func (n *Node) serveRPC(ctx context.Context, from net.Addr, method uint16, body 
 		if err != nil {
 			return nil, err
 		}
-		return encode(&readResp{Found: ok, Reg: b})
+		return encode(&readResp{Found: ok, Reg: stateOf(b)})
 	case methodReplicateBatch:
 		var req replicateBatchReq
 		if err := decode(body, &req); err != nil {
@@ -705,7 +747,11 @@ func (n *Node) serveRPC(ctx context.Context, from net.Addr, method uint16, body 
 		}
 		vv, err := n.coordinate(ctx, req.Key, req.Value, cctx, req.Deleted, Consistency(req.W), false)
 		if err != nil {
-			if errors.Is(err, ErrUnavailable) {
+			switch {
+			case errors.Is(err, storage.ErrWriteFailed), errors.Is(err, storage.ErrDiskFull):
+				// Not durable here: the asking node may try another primary.
+				return nil, &rpc.RemoteError{Code: codeStorage, Msg: err.Error()}
+			case errors.Is(err, ErrUnavailable):
 				return nil, &rpc.RemoteError{Code: codeUnavailable, Msg: err.Error()}
 			}
 			return nil, err

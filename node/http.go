@@ -6,16 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
 	"time"
 	"unicode/utf8"
 
+	"github.com/rumorkv/rumor/crdt"
+	"github.com/rumorkv/rumor/node/storage"
 	"github.com/rumorkv/rumor/ring"
 )
 
@@ -60,28 +63,83 @@ func (n *Node) handleState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	_, _ = w.Write(b)
+	_, _ = w.Write(stateOf(b))
 }
 
 func (n *Node) httpHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/members", n.handleMembers)
-	mux.HandleFunc("GET /v1/ring", n.handleRing)
-	mux.HandleFunc("GET /v1/health", n.handleHealth)
-	mux.HandleFunc("GET /v1/status", n.handleStatus)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Keys are taken from the escaped path by hand: ServeMux would
-		// clean "a//b" or "x/../y" and redirect, which changes the key.
-		if strings.HasPrefix(r.URL.Path, kvPrefix) {
+	routes := map[string]http.HandlerFunc{
+		"/v1/members": n.handleMembers,
+		"/v1/ring":    n.handleRing,
+		healthPath:    n.handleHealth,
+		"/v1/status":  n.handleStatus,
+	}
+	return n.guardHTTP(func(w http.ResponseWriter, r *http.Request) {
+		// Routing is by hand, not with ServeMux: keys are taken from the
+		// escaped path (ServeMux would clean "a//b" or "x/../y" and
+		// redirect, which changes the key), and every answer, 404 and 405
+		// included, is JSON.
+		h, ok := routes[r.URL.Path]
+		switch {
+		case strings.HasPrefix(r.URL.Path, kvPrefix):
 			n.handleKV(w, r)
 			return
+		case strings.HasPrefix(r.URL.Path, statePrefix):
+			h, ok = n.handleState, true
 		}
-		if strings.HasPrefix(r.URL.Path, statePrefix) && r.Method == http.MethodGet {
-			n.handleState(w, r)
+		if !ok {
+			writeError(w, http.StatusNotFound, "no such endpoint")
 			return
 		}
-		mux.ServeHTTP(w, r)
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+			return
+		}
+		h(w, r)
 	})
+}
+
+const healthPath = "/v1/health"
+
+// guardHTTP wraps every client request: a panic is answered 500 instead of
+// dropping the connection, requests past MaxInFlightRequests are answered
+// 503, and a request with a body is answered with "Connection: close" until
+// its handler has read the whole body (handleWrite lifts it), so net/http
+// never reads a body after the handler without the body's deadline.
+func (n *Node) guardHTTP(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				n.log.Error("client API handler panicked", "method", r.Method, "path", r.URL.Path,
+					"panic", v, "stack", string(debug.Stack()))
+				w.Header().Set("Connection", "close")
+				writeError(w, http.StatusInternalServerError, "internal error")
+			}
+		}()
+		if r.ContentLength != 0 {
+			w.Header().Set("Connection", "close")
+		}
+		if r.URL.Path != healthPath {
+			select {
+			case n.httpLim.inflight <- struct{}{}:
+				defer func() { <-n.httpLim.inflight }()
+			default:
+				n.writeOverloaded(w, "overloaded")
+				return
+			}
+		}
+		next(w, r)
+	})
+}
+
+// writeOverloaded answers 503 with Retry-After.
+func (n *Node) writeOverloaded(w http.ResponseWriter, msg string) {
+	n.httpLim.overloaded.Add(1)
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, msg)
 }
 
 type errorBody struct {
@@ -121,6 +179,8 @@ func statusFor(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed):
 		return http.StatusServiceUnavailable
+	case errors.Is(err, storage.ErrDiskFull), errors.Is(err, syscall.ENOSPC):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
 	}
@@ -215,32 +275,26 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request, key []byte, q u
 }
 
 func (n *Node) handleWrite(w http.ResponseWriter, r *http.Request, key []byte, q url.Values, del bool) {
+	// Everything that can be refused is refused before the body is read.
 	wc, err := ParseConsistency(q.Get("w"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad w=%q: want 1, 2, …, quorum, all or primary", q.Get("w")))
 		return
 	}
 	opts := &WriteOptions{Context: r.Header.Get(ContextHeader), W: wc}
+	if _, err := crdt.DecodeContext(opts.Context, n.cfg.MaxContextEntries); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad %s header: %v", ContextHeader, err))
+		return
+	}
 	var ctxOut string
 	if del {
 		ctxOut, err = n.Delete(r.Context(), key, opts)
 	} else {
-		if r.ContentLength > int64(n.cfg.MaxValueSize) {
-			writeError(w, http.StatusRequestEntityTooLarge,
-				fmt.Sprintf("value is %d bytes; the limit is %d", r.ContentLength, n.cfg.MaxValueSize))
+		body, release, ok := n.readValue(w, r)
+		if !ok {
 			return
 		}
-		body, rerr := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(n.cfg.MaxValueSize)))
-		if rerr != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(rerr, &mbe) {
-				writeError(w, http.StatusRequestEntityTooLarge,
-					fmt.Sprintf("value exceeds the limit of %d bytes", n.cfg.MaxValueSize))
-				return
-			}
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("read body: %v", rerr))
-			return
-		}
+		defer release()
 		ctxOut, err = n.Put(r.Context(), key, body, opts)
 	}
 	if err != nil {
@@ -251,11 +305,54 @@ func (n *Node) handleWrite(w http.ResponseWriter, r *http.Request, key []byte, q
 	writeCompactJSON(w, http.StatusOK, writeBody{Context: ctxOut})
 }
 
+// readValue reads a PUT body under the body deadline (see limits.go) and
+// the memory budget. It answers the client itself when it fails.
+func (n *Node) readValue(w http.ResponseWriter, r *http.Request) (body []byte, release func(), ok bool) {
+	limit := n.cfg.MaxValueSize
+	if r.ContentLength > int64(limit) {
+		writeError(w, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("value is %d bytes; the limit is %d", r.ContentLength, limit))
+		return nil, nil, false
+	}
+	rc := http.NewResponseController(w)
+	br := &bodyReader{r: r.Body, rc: rc, start: time.Now(), base: n.cfg.HTTPBodyTimeout, minRate: n.cfg.HTTPMinBodyRate}
+	_ = rc.SetReadDeadline(br.deadline())
+	body, reserved, err := readBody(br, r.ContentLength, limit, &n.httpLim.bodies)
+	var ne net.Error
+	switch {
+	case err == nil:
+	case errors.Is(err, errBodyTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value exceeds the limit of %d bytes", limit))
+		return nil, nil, false
+	case errors.Is(err, errBodyBudget):
+		n.writeOverloaded(w, err.Error())
+		return nil, nil, false
+	case errors.As(err, &ne) && ne.Timeout():
+		writeError(w, http.StatusRequestTimeout, fmt.Sprintf("%v: %d bytes in %v; after the first %v a body must keep up %d bytes/s",
+			errBodyTooSlow, br.n, time.Since(br.start).Round(time.Millisecond), n.cfg.HTTPBodyTimeout, n.cfg.HTTPMinBodyRate))
+		return nil, nil, false
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("read body: %v", err))
+		return nil, nil, false
+	}
+	// The whole body is in: the connection may be reused, no read deadline
+	// may cancel the request (net/http's background read would), and the
+	// answer gets a full HTTPWriteTimeout however long the upload took.
+	w.Header().Del("Connection")
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Now().Add(n.cfg.HTTPWriteTimeout))
+	return body, func() { n.httpLim.bodies.give(reserved) }, true
+}
+
 // MemberInfo describes one member as the client API reports it.
 type MemberInfo struct {
-	Name   string `json:"name"`
-	ID     string `json:"id"`
-	State  string `json:"state"`
+	Name string `json:"name"`
+	ID   string `json:"id"`
+	// State is reachability: alive, suspect, dead (or left).
+	State string `json:"state"`
+	// Status is membership: joining (taking its ranges over), member,
+	// leaving (handing them over), left.
+	Status string `json:"status"`
 	Gossip string `json:"gossip_addr"`
 	RPC    string `json:"rpc_addr"`
 	HTTP   string `json:"http_addr"`
@@ -273,7 +370,7 @@ func (n *Node) Members() []MemberInfo {
 		case n.mem.reachable(e.Name):
 			state = StateAlive
 		}
-		out = append(out, MemberInfo{Name: e.Name, ID: fmt.Sprintf("%016x", e.ID), State: state,
+		out = append(out, MemberInfo{Name: e.Name, ID: fmt.Sprintf("%016x", e.ID), State: state, Status: e.Status,
 			Gossip: e.Gossip, RPC: e.RPC, HTTP: e.HTTP, Zone: e.Zone})
 	}
 	return out
@@ -322,6 +419,10 @@ func (n *Node) handleRing(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, n.Ring())
 }
 
+// handleHealth answers 200 {"status":"ok"} while the node can take writes,
+// and 503 {"status":"unhealthy","error":…} while its storage refuses them
+// (disk nearly full, or a failed write-ahead log: see storage.Store.Health);
+// reads are still served then.
 func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 	alive := 0
 	for _, m := range n.Members() {
@@ -329,9 +430,13 @@ func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 			alive++
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"status": "ok", "name": n.cfg.Name, "id": fmt.Sprintf("%016x", n.id), "members": alive,
-	})
+	body := map[string]any{"status": "ok", "name": n.cfg.Name, "id": fmt.Sprintf("%016x", n.id), "members": alive}
+	status := http.StatusOK
+	if err := n.store.Health(); err != nil {
+		body["status"], body["error"] = "unhealthy", err.Error()
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, body)
 }
 
 // Metrics is a snapshot of the node's counters.
@@ -346,6 +451,11 @@ type Metrics struct {
 	HintsPending    map[string]int `json:"hints_pending"`
 	ReadRepairs     uint64         `json:"read_repairs"`
 	SiblingWarnings uint64         `json:"sibling_warnings"`
+	// HTTPOverloaded counts client requests answered 503 for the
+	// in-flight request or body memory limits; HTTPConnsRefused client
+	// connections refused past MaxClientConns.
+	HTTPOverloaded   uint64 `json:"http_overloaded"`
+	HTTPConnsRefused uint64 `json:"http_conns_refused"`
 }
 
 // Metrics returns a snapshot of the node's counters.
@@ -361,6 +471,10 @@ func (n *Node) Metrics() Metrics {
 		ReadRepairs:     n.metrics.readRepairs.Load(),
 		SiblingWarnings: n.metrics.siblingWarnings.Load(),
 		HintsPending:    map[string]int{},
+		HTTPOverloaded:  n.httpLim.overloaded.Load(),
+	}
+	if n.httpLim.ln != nil {
+		m.HTTPConnsRefused = n.httpLim.ln.refused.Load()
 	}
 	if targets, err := n.store.HintTargets(); err == nil {
 		v := n.view.Load()

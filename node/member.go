@@ -21,10 +21,25 @@ import (
 
 // Member status in the cluster-membership CRDT. Ownership follows status,
 // not reachability: an unreachable member keeps its ranges.
+//
+// A node that joins an existing cluster is joining: it receives the writes
+// for the ranges it will own and pulls their data from the current owners;
+// once it holds all of it, it declares itself a member and owns them. A
+// member that leaves is leaving: it keeps its ranges until the nodes that
+// take them over hold all their data, then declares itself left. A dead
+// node is removed by any other node declaring it left.
 const (
-	StatusMember = "member"
-	StatusLeft   = "left"
+	StatusJoining = "joining"
+	StatusMember  = "member"
+	StatusLeaving = "leaving"
+	StatusLeft    = "left"
 )
+
+// owner reports whether a member with status s owns ranges now (reads go
+// to it); next whether it owns them once transfers finish (writes go to
+// both).
+func owner(s string) bool { return s == StatusMember || s == StatusLeaving }
+func next(s string) bool  { return s == StatusMember || s == StatusJoining }
 
 // Reachability as reported to clients.
 const (
@@ -67,7 +82,7 @@ func (e memberEntry) validate() error {
 		return fmt.Errorf("member name length %d", len(e.Name))
 	case e.ID == 0:
 		return errors.New("member id 0")
-	case e.Status != StatusMember && e.Status != StatusLeft:
+	case e.Status != StatusJoining && e.Status != StatusMember && e.Status != StatusLeaving && e.Status != StatusLeft:
 		return fmt.Errorf("member status %q", e.Status)
 	case len(e.Gossip) > 256 || len(e.RPC) > 256 || len(e.HTTP) > 256 || len(e.Zone) > 256:
 		return errors.New("member field too long")
@@ -144,9 +159,14 @@ func decodeTable(b []byte) ([]memberEntry, error) {
 // membership owns memberlist, the membership table and the ring built from
 // it.
 type membership struct {
-	n    *Node
-	ml   *memberlist.Memberlist
-	self memberEntry
+	n  *Node
+	ml *memberlist.Memberlist
+	// name and id of this node (fixed); its current row is mu.self.
+	name string
+	id   uint64
+	// bcast queues membership rows for gossip (memberlist re-sends each a
+	// few times; receivers forward rows that changed their table).
+	bcast *memberlist.TransmitLimitedQueue
 
 	// changed is signalled (non-blocking) when the table or reachability
 	// changes; the membership loop rebuilds the ring and persists the table.
@@ -161,7 +181,29 @@ type membership struct {
 		reachable map[string]bool
 		// joined reports whether this node has ever joined a seed.
 		joined bool
+		// self is this node's own row (its status changes over its life).
+		self memberEntry
 	}
+}
+
+// size is the number of members that have not left (for gossip fan-out).
+func (m *membership) size() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, e := range m.mu.table {
+		if e.Status != StatusLeft {
+			n++
+		}
+	}
+	return max(n, 1)
+}
+
+// selfRow returns this node's current row.
+func (m *membership) selfRow() memberEntry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mu.self
 }
 
 var (
@@ -175,7 +217,7 @@ var (
 type gossipDelegate struct{ m *membership }
 
 func (g *gossipDelegate) NodeMeta(limit int) []byte {
-	b, err := encodeMeta(g.m.self)
+	b, err := encodeMeta(g.m.selfRow())
 	if err != nil || len(b) > limit {
 		g.m.n.log.Error("node meta does not fit", "bytes", len(b), "limit", limit, "err", err)
 		return nil
@@ -183,8 +225,22 @@ func (g *gossipDelegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-func (g *gossipDelegate) NotifyMsg([]byte)                           {}
-func (g *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+// NotifyMsg takes a gossiped membership row; a row that changes this
+// node's table is forwarded (memberlist does not re-gossip user messages).
+func (g *gossipDelegate) NotifyMsg(b []byte) {
+	e, err := decodeMeta(b)
+	if err != nil {
+		g.m.n.log.Debug("ignoring bad membership message", "err", err)
+		return
+	}
+	if g.m.merge(e) {
+		g.m.broadcast(e)
+	}
+}
+
+func (g *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return g.m.bcast.GetBroadcasts(overhead, limit)
+}
 
 func (g *gossipDelegate) LocalState(join bool) []byte {
 	b, err := encodeTable(g.m.rows())
@@ -222,36 +278,125 @@ func (g *gossipDelegate) notify(n *memberlist.Node) {
 	g.m.merge(e)
 }
 
+// rowBroadcast is one membership row queued for gossip; a newer row for the
+// same member replaces it in the queue.
+type rowBroadcast struct {
+	name string
+	msg  []byte
+}
+
+func (b *rowBroadcast) Invalidates(o memberlist.Broadcast) bool {
+	ob, ok := o.(*rowBroadcast)
+	return ok && ob.name == b.name
+}
+func (b *rowBroadcast) Name() string    { return b.name }
+func (b *rowBroadcast) Message() []byte { return b.msg }
+func (b *rowBroadcast) Finished()       {}
+
+var _ memberlist.NamedBroadcast = (*rowBroadcast)(nil)
+
+// broadcast queues a row for gossip.
+func (m *membership) broadcast(e memberEntry) {
+	b, err := encodeMeta(e)
+	if err != nil {
+		return
+	}
+	m.bcast.QueueBroadcast(&rowBroadcast{name: e.Name, msg: b})
+}
+
+// setStatus changes this node's own status: its row gets a higher version,
+// goes into its node metadata and is broadcast.
+func (m *membership) setStatus(status string) {
+	m.mu.Lock()
+	e := m.mu.self
+	e.Status = status
+	e.Version = max(e.Version+1, uint64(time.Now().UnixNano()))
+	m.mu.self = e
+	m.mu.table[e.Name] = e
+	m.mu.Unlock()
+	m.n.log.Info("membership status", "status", status)
+	if err := m.ml.UpdateNode(time.Second); err != nil {
+		m.n.log.Debug("update node metadata", "err", err)
+	}
+	m.broadcast(e)
+	m.signal()
+}
+
+// remove declares another member left (it is gone for good).
+func (m *membership) remove(name string) (memberEntry, error) {
+	m.mu.Lock()
+	e, ok := m.mu.table[name]
+	if !ok {
+		m.mu.Unlock()
+		return e, fmt.Errorf("node: no member %q", name)
+	}
+	if name == m.name {
+		m.mu.Unlock()
+		return e, fmt.Errorf("node: a node cannot remove itself; use leave")
+	}
+	if m.mu.reachable[name] {
+		m.mu.Unlock()
+		return e, fmt.Errorf("%w: %s is reachable; run leave on it instead", ErrConflict, name)
+	}
+	e.Status = StatusLeft
+	e.Version = max(e.Version+1, uint64(time.Now().UnixNano()))
+	m.mu.table[name] = e
+	m.mu.Unlock()
+	m.broadcast(e)
+	m.signal()
+	return e, nil
+}
+
 func newMembership(n *Node, prev []memberEntry) (*membership, error) {
 	cfg := n.cfg
 	m := &membership{n: n, changed: make(chan struct{}, 1)}
 	m.mu.table = make(map[string]memberEntry)
 	m.mu.reachable = make(map[string]bool)
 	version := uint64(time.Now().UnixNano())
+	// Status at start: what this identity had before (a restart resumes a
+	// join or a leave; a node that had left joins again); a new identity
+	// joins when it has seeds, and bootstraps a cluster as a member when
+	// it has none.
+	status := StatusMember
+	if len(cfg.Join) > 0 {
+		status = StatusJoining
+	}
 	for _, e := range prev {
 		if e.Name == cfg.Name && e.Version >= version {
 			version = e.Version + 1
 		}
+		if e.Name == cfg.Name && e.ID == n.id {
+			status = e.Status
+			if status == StatusLeft {
+				status = StatusJoining
+			}
+		}
 	}
-	m.self = memberEntry{
+	self := memberEntry{
 		Name:    cfg.Name,
 		ID:      n.id,
 		Gossip:  cfg.AdvertiseAddr,
 		RPC:     cfg.RPCAddr,
 		HTTP:    n.httpAddr,
 		Zone:    cfg.Zone,
-		Status:  StatusMember,
+		Status:  status,
 		Version: version,
 	}
-	if err := m.self.validate(); err != nil {
+	if err := self.validate(); err != nil {
 		return nil, fmt.Errorf("node: own membership entry: %w", err)
 	}
 	// memberlist panics on node metadata over 512 bytes.
-	if b, err := encodeMeta(m.self); err != nil || len(b) > memberlist.MetaMaxSize {
+	if b, err := encodeMeta(self); err != nil || len(b) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("%w: name, zone and addresses take %d bytes of node metadata, limit %d", errConfig, len(b), memberlist.MetaMaxSize)
 	}
+	m.name, m.id = cfg.Name, n.id
+	m.mu.self = self
+	m.bcast = &memberlist.TransmitLimitedQueue{
+		NumNodes:       m.size,
+		RetransmitMult: 3,
+	}
 	m.merge(prev...)
-	m.merge(m.self)
+	m.merge(self)
 	m.mu.reachable[cfg.Name] = true
 
 	mc := *cfg.Memberlist
@@ -317,17 +462,25 @@ func (m *membership) signal() {
 	}
 }
 
-// merge folds rows into the table; it signals the loop if anything changed.
-func (m *membership) merge(rows ...memberEntry) {
-	changed := false
+// merge folds rows into the table; it signals the loop if anything changed
+// and reports whether it did. A newer row for this node itself (another
+// node declared it left while it was cut off) is answered by re-asserting
+// this node's own row with a higher version: a live node decides its own
+// status.
+func (m *membership) merge(rows ...memberEntry) bool {
+	changed, reassert := false, false
 	m.mu.Lock()
 	for _, e := range rows {
 		if e.validate() != nil {
 			continue
 		}
-		if e.Name == m.self.Name && e.ID != m.self.ID && !e.newer(m.self) {
-			// An older incarnation of this node: ours wins.
-			continue
+		if e.Name == m.name {
+			if e.ID == m.id && e.newer(m.mu.self) && e.Status != m.mu.self.Status {
+				reassert = true
+			} else if e.ID != m.id && e.newer(m.mu.self) {
+				m.n.log.Error("another node uses this node's name", "name", e.Name, "id", fmt.Sprintf("%016x", e.ID))
+			}
+			e = m.mu.self
 		}
 		old, ok := m.mu.table[e.Name]
 		if !ok || e.newer(old) {
@@ -335,10 +488,23 @@ func (m *membership) merge(rows ...memberEntry) {
 			changed = true
 		}
 	}
+	var self memberEntry
+	if reassert {
+		self = m.mu.self
+		self.Version = max(self.Version+1, uint64(time.Now().UnixNano()))
+		m.mu.self = self
+		m.mu.table[self.Name] = self
+		changed = true
+	}
 	m.mu.Unlock()
+	if reassert {
+		m.n.log.Warn("another node declared this node gone; re-asserting", "status", self.Status)
+		m.broadcast(self)
+	}
 	if changed {
 		m.signal()
 	}
+	return changed
 }
 
 func (m *membership) rows() []memberEntry {
@@ -368,7 +534,7 @@ func (m *membership) refreshReachable() []string {
 	for _, n := range m.ml.Members() {
 		live[n.Name] = true
 	}
-	live[m.self.Name] = true
+	live[m.name] = true
 	m.mu.Lock()
 	var back []string
 	for name := range live {
@@ -387,19 +553,38 @@ func (m *membership) reachable(name string) bool {
 	return m.mu.reachable[name]
 }
 
-// buildRing computes the ring from table rows with member status, and the
-// id → entry index used by the request path.
-func buildRing(rows []memberEntry, vnodes int) (*ring.Ring, map[uint64]memberEntry) {
-	var members []ring.Member
-	byID := make(map[uint64]memberEntry, len(rows))
+// buildRings computes the current ring (members that own ranges now), the
+// next ring (once transfers finish) and the id → entry index of every
+// member that has not left.
+func buildRings(rows []memberEntry, vnodes int) (cur, nxt *ring.Ring, byID map[uint64]memberEntry) {
+	var now, then []ring.Member
+	byID = make(map[uint64]memberEntry, len(rows))
 	for _, e := range rows {
-		if e.Status != StatusMember {
+		if e.Status == StatusLeft {
 			continue
 		}
-		members = append(members, ring.Member{ID: ring.NodeID(e.ID), Zone: e.Zone})
 		byID[e.ID] = e
+		m := ring.Member{ID: ring.NodeID(e.ID), Zone: e.Zone}
+		if owner(e.Status) {
+			now = append(now, m)
+		}
+		if next(e.Status) {
+			then = append(then, m)
+		}
 	}
-	return ring.New(members, vnodes), byID
+	cur = ring.New(now, vnodes)
+	nxt = ring.New(then, vnodes)
+	if nxt.Hash() == cur.Hash() {
+		nxt = cur
+	}
+	return cur, nxt, byID
+}
+
+// hasJoined reports whether this node has joined a seed at least once.
+func (m *membership) hasJoined() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mu.joined
 }
 
 // join tries the given seed addresses; failures are logged, not fatal.
@@ -428,7 +613,7 @@ func (m *membership) rejoinTargets(seeds []string) []string {
 	var out []string
 	missing := 0
 	for name, e := range m.mu.table {
-		if name == m.self.Name || e.Status != StatusMember || m.mu.reachable[name] {
+		if name == m.name || e.Status == StatusLeft || m.mu.reachable[name] {
 			continue
 		}
 		missing++
@@ -438,7 +623,7 @@ func (m *membership) rejoinTargets(seeds []string) []string {
 	}
 	if !m.mu.joined || missing > 0 {
 		for _, s := range seeds {
-			if s != m.self.Gossip && !slices.Contains(out, s) {
+			if s != m.mu.self.Gossip && !slices.Contains(out, s) {
 				out = append(out, s)
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math/bits"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -31,6 +33,7 @@ var (
 	ErrBadKey        = errors.New("node: empty key")
 	ErrBadContext    = errors.New("node: malformed causal context")
 	ErrClosed        = errors.New("node: closed")
+	ErrConflict      = errors.New("node: conflict")
 )
 
 const metaMembers = "members"
@@ -55,6 +58,7 @@ type Node struct {
 	httpAddr string
 	httpSrv  *http.Server
 	httpLn   net.Listener
+	httpLim  httpLimits
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -65,6 +69,7 @@ type Node struct {
 	repl replicators
 	// readSlots bounds remote replica reads in flight.
 	readSlots chan struct{}
+	xfer      transfers
 
 	metrics metrics
 }
@@ -72,11 +77,66 @@ type Node struct {
 // view is an immutable snapshot of the ring and the members it was built
 // from; the membership loop swaps in a new one on every change.
 type view struct {
-	ring *ring.Ring
-	byID map[uint64]memberEntry
+	// ring is who owns ranges now (members and leaving nodes): reads,
+	// coordination, hints and tombstone reaping follow it. next is who
+	// owns them once transfers finish (members and joining nodes); it is
+	// ring itself when no transfer is under way. Writes go to the union of
+	// both preference lists.
+	ring, next *ring.Ring
+	byID       map[uint64]memberEntry
+	// mine is every leaf this node replicates now or once transfers
+	// finish; data elsewhere is obsolete here once its owners hold it.
+	mine antientropy.RangeSet
 	// shared holds, per peer, the leaves both this node and the peer
-	// replicate: what anti-entropy compares with that peer.
+	// replicate, now or next: what anti-entropy compares with that peer.
 	shared map[ring.NodeID]antientropy.RangeSet
+	// curRepl is, per node, the leaves it replicates now.
+	curRepl map[ring.NodeID]antientropy.RangeSet
+	// hash fingerprints both rings (peers compare it before comparing
+	// data).
+	hash uint64
+}
+
+// newView computes a view of the rings for node self.
+func newView(cur, nxt *ring.Ring, byID map[uint64]memberEntry, n int, self uint64) *view {
+	v := &view{ring: cur, next: nxt, byID: byID, shared: map[ring.NodeID]antientropy.RangeSet{}}
+	v.hash = cur.Hash() ^ bits.RotateLeft64(nxt.Hash(), 17)
+	v.curRepl = antientropy.ReplicatedAll(cur, n)
+	repl := v.curRepl
+	if nxt != cur {
+		repl = maps.Clone(v.curRepl)
+		for id, s := range antientropy.ReplicatedAll(nxt, n) {
+			repl[id] = repl[id].Union(s)
+		}
+	}
+	v.mine = repl[ring.NodeID(self)]
+	for id, s := range repl {
+		if id == ring.NodeID(self) {
+			continue
+		}
+		if x := v.mine.Intersect(s); len(x) > 0 {
+			v.shared[id] = x
+		}
+	}
+	return v
+}
+
+// transfer reports whether ranges are moving (the two rings differ).
+func (v *view) transfer() bool { return v.next != v.ring }
+
+// writeTargets is where a write of hash goes: the current preference list,
+// then the next one's members not in it.
+func (v *view) writeTargets(hash uint64, n int) []ring.NodeID {
+	pref := v.ring.Preference(hash, n)
+	if !v.transfer() {
+		return pref
+	}
+	for _, id := range v.next.Preference(hash, n) {
+		if !slices.Contains(pref, id) {
+			pref = append(pref, id)
+		}
+	}
+	return pref
 }
 
 // Open starts a node: storage, peer RPC, membership and (if configured) the
@@ -91,6 +151,7 @@ func Open(cfg *Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n := &Node{cfg: c, log: c.Logger.With("node", c.Name), readSlots: make(chan struct{}, maxRemoteReads)}
+	n.xfer.left = make(chan struct{})
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.clock = crdt.NewClock(time.Now)
 	cleanup := []func(){n.cancel}
@@ -107,6 +168,10 @@ func Open(cfg *Config) (_ *Node, err error) {
 	if c.InMemory {
 		so.FS = vfs.NewMem()
 	}
+	if c.fs != nil {
+		so.FS = c.fs
+	}
+	so.MinFreeBytes = max(c.MinFreeDisk, 0)
 	n.store, err = storage.Open(so)
 	if err != nil {
 		return nil, fmt.Errorf("node: open storage: %w", err)
@@ -156,14 +221,7 @@ func Open(cfg *Config) (_ *Node, err error) {
 		}
 		cleanup = append(cleanup, func() { n.httpLn.Close() })
 		n.httpAddr = n.httpLn.Addr().String()
-		n.httpSrv = &http.Server{
-			Handler:           n.httpHandler(),
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       60 * time.Second,
-			WriteTimeout:      60 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			MaxHeaderBytes:    64 << 10,
-		}
+		n.httpSrv = n.newHTTPServer() // limits.go
 	}
 
 	n.mem, err = newMembership(n, prev)
@@ -188,6 +246,7 @@ func Open(cfg *Config) (_ *Node, err error) {
 	n.goroutine(n.rejoinLoop)
 	n.goroutine(n.hintLoop)
 	n.goroutine(n.ae.loop)
+	n.goroutine(n.transferLoop)
 	n.goroutine(n.reapLoop)
 	n.log.Info("node started", "id", fmt.Sprintf("%016x", n.id), "gossip", c.AdvertiseAddr,
 		"rpc", n.cfg.RPCAddr, "http", n.httpAddr, "fresh", n.store.Fresh())
@@ -251,11 +310,11 @@ func (n *Node) Close() error {
 }
 
 func (n *Node) rebuildView() {
-	r, byID := buildRing(n.mem.rows(), n.cfg.VNodes)
-	if old := n.view.Load(); old != nil && old.ring.Hash() == r.Hash() && sameEntries(old.byID, byID) {
+	cur, nxt, byID := buildRings(n.mem.rows(), n.cfg.VNodes)
+	if old := n.view.Load(); old != nil && old.ring.Hash() == cur.Hash() && old.next.Hash() == nxt.Hash() && sameEntries(old.byID, byID) {
 		return // nothing that matters changed
 	}
-	n.view.Store(&view{ring: r, byID: byID, shared: antientropy.SharedAll(r, n.cfg.N, ring.NodeID(n.id))})
+	n.view.Store(newView(cur, nxt, byID, n.cfg.N, n.id))
 }
 
 func sameEntries(a, b map[uint64]memberEntry) bool {
@@ -347,7 +406,7 @@ func (n *Node) rejoinLoop() {
 // order. For convergence checks and tools; the slices are valid only during
 // the call.
 func (n *Node) ScanLocal(fn func(key, state []byte) error) error {
-	return n.store.Scan(0, 0, func(_ uint64, key, value []byte) error { return fn(key, value) })
+	return n.store.Scan(0, 0, func(_ uint64, key, value []byte) error { return fn(key, stateOf(value)) })
 }
 
 // Replicas returns the names of key's N replicas, in preference order, as

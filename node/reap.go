@@ -65,11 +65,11 @@ func (n *Node) reapRound() (int, error) {
 		if len(pref) == 0 || pref[0] != ring.NodeID(n.id) {
 			return nil
 		}
-		reg, err := decodeReg(value)
+		_, reg, err := decodeRecord(value)
 		if err != nil || !reg.Tombstoned() || !reg.MaxHLC().Time().Before(cutoff) {
 			return nil
 		}
-		cands = append(cands, reapCandidate{key: bytes.Clone(key), hash: hash, digest: antientropy.DigestOf(key, value)})
+		cands = append(cands, reapCandidate{key: bytes.Clone(key), hash: hash, digest: antientropy.DigestOf(key, stateOf(value))})
 		if len(cands) >= reapBatch {
 			return errReapBatchFull
 		}
@@ -99,7 +99,8 @@ func (n *Node) reapRound() (int, error) {
 // reapKey removes one tombstone from every replica if all hold it.
 func (n *Node) reapKey(v *view, c reapCandidate) (bool, error) {
 	var others []memberEntry
-	for _, id := range v.ring.Preference(c.hash, n.cfg.N) {
+	// Every node that holds or will hold the key must hold the tombstone.
+	for _, id := range v.writeTargets(c.hash, n.cfg.N) {
 		if uint64(id) == n.id {
 			continue
 		}
@@ -149,11 +150,11 @@ func (n *Node) reapLocal(key []byte, d antientropy.Digest, do bool) (bool, error
 		if err != nil || !ok {
 			return false, err
 		}
-		return antientropy.DigestOf(key, b) == d, nil
+		return antientropy.DigestOf(key, stateOf(b)) == d, nil
 	}
 	same := false
 	_, err := n.store.Update(key, func(old []byte, ok bool) ([]byte, bool, error) {
-		same = ok && antientropy.DigestOf(key, old) == d
+		same = ok && antientropy.DigestOf(key, stateOf(old)) == d
 		return nil, same, nil
 	})
 	return same, err

@@ -159,7 +159,7 @@ func (n *Node) mergeBatch(pairs []aePair) (changed int, err error) {
 	}
 	var ts crdt.Timestamp
 	written, err := n.store.UpdateMany(keys, func(i int, old []byte, ok bool) ([]byte, bool, error) {
-		cur, err := decodeReg(old)
+		epoch, cur, err := decodeRecord(old)
 		if err != nil {
 			return nil, false, err
 		}
@@ -168,7 +168,7 @@ func (n *Node) mergeBatch(pairs []aePair) (changed int, err error) {
 			return nil, false, nil
 		}
 		ts = max(ts, regs[i].MaxHLC())
-		b, err := merged.MarshalBinary()
+		b, err := encodeRecord(epoch, merged)
 		return b, true, err
 	})
 	if err != nil {

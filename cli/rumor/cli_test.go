@@ -227,7 +227,7 @@ func TestCLI(t *testing.T) {
 			found := false
 			for _, l := range lines[1:] {
 				f := strings.Fields(l)
-				if len(f) == 7 && f[0] == n.Name() && f[2] == "alive" && f[3] == "-" && f[6] == n.HTTPAddr() {
+				if len(f) == 8 && f[0] == n.Name() && f[2] == "alive" && f[3] == "member" && f[4] == "-" && f[7] == n.HTTPAddr() {
 					found = true
 				}
 			}

@@ -200,7 +200,9 @@ func waitAlive(ctx context.Context, nodes []*node.Node) error {
 		for _, n := range nodes {
 			alive := 0
 			for _, m := range n.Members() {
-				if m.State == node.StateAlive {
+				// A joining node is alive but owns nothing until it has
+				// taken its ranges over.
+				if m.State == node.StateAlive && m.Status == node.StatusMember {
 					alive++
 				}
 			}

@@ -192,9 +192,9 @@ func membersCommand() *cli.Command {
 			if js {
 				return printJSON(c.App.Writer, ms)
 			}
-			tw := table(c.App.Writer, "NAME", "ID", "STATE", "ZONE", "GOSSIP", "RPC", "HTTP")
+			tw := table(c.App.Writer, "NAME", "ID", "STATE", "STATUS", "ZONE", "GOSSIP", "RPC", "HTTP")
 			for _, m := range ms {
-				row(tw, m.Name, m.ID, m.State, dash(m.Zone), m.Gossip, m.RPC, dash(m.HTTP))
+				row(tw, m.Name, m.ID, m.State, m.Status, dash(m.Zone), m.Gossip, m.RPC, dash(m.HTTP))
 			}
 			return tw.Flush()
 		},

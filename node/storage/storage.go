@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -64,6 +65,14 @@ type Options struct {
 	// nil if it was deleted. It must be fast, must not modify the slices,
 	// and must not call back into the Store.
 	OnChange func(hash uint64, key, old, new []byte)
+	// MinFreeBytes, if positive, makes writes fail with ErrDiskFull while
+	// the filesystem holding Dir has fewer bytes available (checked at most
+	// every 100 ms), so the disk never fills under pebble: a failed log
+	// write stops all writes until a reopen (ErrWriteFailed), and a failed
+	// MANIFEST write during a flush or compaction is fatal to pebble.
+	// Filesystems that cannot report their usage (vfs.NewMem) are never
+	// refused. Default 0: no check.
+	MinFreeBytes int64
 	// CounterReserve is how many dot counters are reserved (persisted as the
 	// high-water mark, synced) ahead of use per write. A crash skips at most
 	// this many counters. Default 10000.
@@ -125,6 +134,8 @@ type Store struct {
 	stats struct {
 		writes, syncedWrites, stalls atomic.Uint64
 	}
+
+	health health
 }
 
 // Open opens (creating if needed) the store in o.Dir. A directory without
@@ -143,7 +154,7 @@ func Open(o Options) (*Store, error) {
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref() // the DB holds its own reference
 	po := &pebble.Options{
-		FS:                 o.FS,
+		FS:                 walWatchFS{FS: o.FS, s: s},
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{o.Logger},
@@ -239,11 +250,25 @@ func (s *Store) Close() error {
 	}
 	s.life.closed = true
 	s.closed.Store(true)
+	// After a write failure an operation may be stuck inside pebble for
+	// good: wait for it only closeGrace (fail wakes this loop).
+	var giveUp time.Time
+	abandoned := false
 	for s.life.active > 0 {
+		if s.health.failed.Load() != nil {
+			if giveUp.IsZero() {
+				giveUp = time.Now().Add(closeGrace)
+				t := time.AfterFunc(closeGrace, func() { s.life.Lock(); s.life.idle.Broadcast(); s.life.Unlock() })
+				defer t.Stop()
+			} else if !time.Now().Before(giveUp) {
+				abandoned = true
+				break
+			}
+		}
 		s.life.idle.Wait()
 	}
 	s.life.Unlock()
-	if err := s.db.Close(); err != nil {
+	if err := s.closeDB(abandoned); err != nil {
 		return fmt.Errorf("storage: close: %w", err)
 	}
 	return nil
@@ -314,7 +339,7 @@ func (s *Store) reserve(c uint64) error {
 	if mark < c {
 		mark = ^uint64(0)
 	}
-	if err := s.db.Set(metaKey(nameCounter), encodeRecord(mark), pebble.Sync); err != nil {
+	if err := s.guard(func() error { return s.db.Set(metaKey(nameCounter), encodeRecord(mark), pebble.Sync) }); err != nil {
 		return fmt.Errorf("storage: reserve counters up to %d: %w", mark, err)
 	}
 	s.stats.writes.Add(1)
@@ -371,23 +396,34 @@ func (s *Store) apply(k, v []byte, sync bool) (func() error, error) {
 	return s.commit(b, sync, 1)
 }
 
-// commit applies a batch of n writes; see apply.
+// commit applies a batch of n writes; see apply. It goes through guard:
+// once a write has failed, nothing more reaches pebble. A batch pebble
+// failed on is not closed (nor reused): pebble may still hold it.
 func (s *Store) commit(b *pebble.Batch, sync bool, n int) (func() error, error) {
-	s.stats.writes.Add(uint64(n))
-	if !sync {
-		err := s.db.Apply(b, pebble.NoSync)
-		_ = b.Close()
-		return func() error { return nil }, err
-	}
-	s.stats.syncedWrites.Add(uint64(n))
-	if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+	if err := s.writable(); err != nil {
 		_ = b.Close()
 		return nil, err
 	}
+	if !sync {
+		if err := s.guard(func() error { return s.db.Apply(b, pebble.NoSync) }); err != nil {
+			return nil, err
+		}
+		s.stats.writes.Add(uint64(n))
+		_ = b.Close()
+		return func() error { return nil }, nil
+	}
+	if err := s.guard(func() error { return s.db.ApplyNoSyncWait(b, pebble.Sync) }); err != nil {
+		return nil, err
+	}
+	s.stats.writes.Add(uint64(n))
+	s.stats.syncedWrites.Add(uint64(n))
 	return func() error {
 		err := b.SyncWait()
 		_ = b.Close()
-		return err
+		if err != nil {
+			return s.fail(err)
+		}
+		return nil
 	}, nil
 }
 
@@ -432,7 +468,7 @@ func (s *Store) Sync() error {
 		return ErrClosed
 	}
 	defer s.exit()
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+	if err := s.guard(func() error { return s.db.LogData(nil, pebble.Sync) }); err != nil {
 		return fmt.Errorf("storage: sync: %w", err)
 	}
 	s.stats.syncedWrites.Add(1)

@@ -1,0 +1,311 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rumorkv/rumor/antientropy"
+	"github.com/rumorkv/rumor/ring"
+)
+
+// Range transfers: joining, leaving, and dropping what a node no longer
+// replicates. All of it is decided from the gossiped membership table, by
+// each node for itself, with no coordinator:
+//
+//   - A joining node is in the next ring only: writes for its future ranges
+//     reach it, reads do not. Anti-entropy compares everything it will
+//     replicate with the current owners and fetches what it lacks. Once a
+//     session with every reachable current owner it shares ranges with has
+//     completed, and those sessions cover all its future ranges, it
+//     declares itself a member: both rings agree again.
+//   - A leaving node is in the current ring only. The nodes that take its
+//     ranges over pull them through anti-entropy; once every reachable next
+//     owner has completed a session with it, covering all its ranges, it
+//     declares itself left.
+//   - A node holding keys in leaves it replicates in neither ring (a new
+//     owner took them) hands them over: a session over those leaves with
+//     each current owner lets the owner fetch what only this node holds.
+//     A leaf is dropped once every owner of it completed such a session
+//     in which it had nothing left to take.
+//
+// Everything moves through anti-entropy sessions, so a transfer is
+// resumable by construction: after a crash of either side the next session
+// moves only what is still missing.
+
+type transfers struct {
+	mu struct {
+		sync.Mutex
+		status string    // own status when last seen
+		since  time.Time // when the current joining or leaving began here
+		// confirmed holds, per owner, leaves it confirmed holding all this
+		// node had there; reset when the view changes.
+		confirmed map[ring.NodeID]antientropy.RangeSet
+		view      *view
+		dropped   uint64 // keys dropped after handing them over
+	}
+	left chan struct{} // closed once this node has left
+	once sync.Once
+}
+
+// transferLoop checks transfers twice per anti-entropy interval, at least
+// every second.
+func (n *Node) transferLoop() {
+	iv := min(max(n.cfg.AEInterval/2, 100*time.Millisecond), time.Second)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-timer.C:
+		}
+		n.checkTransfers()
+		// Look more often while this node joins or leaves.
+		if st := n.mem.selfRow().Status; st == StatusJoining || st == StatusLeaving {
+			timer.Reset(min(iv, 200*time.Millisecond))
+		} else {
+			timer.Reset(iv)
+		}
+	}
+}
+
+func (n *Node) checkTransfers() {
+	self := n.mem.selfRow()
+	v := n.view.Load()
+	t := &n.xfer
+	t.mu.Lock()
+	if t.mu.status != self.Status {
+		t.mu.status, t.mu.since = self.Status, time.Now()
+	}
+	since := t.mu.since
+	t.mu.Unlock()
+	switch self.Status {
+	case StatusJoining:
+		if n.joinDone(v, since) {
+			n.mem.setStatus(StatusMember)
+		} else {
+			n.ae.triggerAll() // sessions with every peer, whatever the ids
+		}
+	case StatusLeaving:
+		if n.leaveDone(v, since) {
+			n.mem.setStatus(StatusLeft)
+			t.once.Do(func() { close(t.left) })
+		} else {
+			n.ae.triggerAll()
+		}
+	case StatusLeft:
+		t.once.Do(func() { close(t.left) })
+	}
+	if self.Status != StatusJoining && self.Status != StatusLeft {
+		n.dropObsolete(v)
+	}
+}
+
+// covers reports whether the peers' shared ranges for which ok holds cover
+// want.
+func covers(v *view, want antientropy.RangeSet, ok func(ring.NodeID) bool) bool {
+	var got antientropy.RangeSet
+	for id, s := range v.shared {
+		if ok(id) {
+			got = got.Union(s)
+		}
+	}
+	return len(want.Intersect(got.Complement())) == 0
+}
+
+// joinDone reports whether this joining node holds everything it will
+// replicate: a complete session since the join began with every reachable
+// current owner it shares ranges with, covering all its future ranges.
+func (n *Node) joinDone(v *view, since time.Time) bool {
+	if len(n.cfg.Join) > 0 && !n.mem.hasJoined() {
+		return false // it does not know the cluster yet
+	}
+	if v.ring.Len() == 0 {
+		return true // no current owners: nothing to fetch (a new cluster)
+	}
+	isOwner := func(id ring.NodeID) bool { return len(v.curRepl[id]) > 0 }
+	for id := range v.shared {
+		if isOwner(id) && n.mem.reachable(v.byID[uint64(id)].Name) && !n.ae.completeSince(uint64(id), since) {
+			return false
+		}
+	}
+	return covers(v, v.mine, func(id ring.NodeID) bool {
+		return isOwner(id) && n.ae.completeSince(uint64(id), since)
+	})
+}
+
+// leaveDone reports whether the nodes taking this leaving node's ranges
+// hold everything it has: a complete session since the leave began with
+// every reachable next owner it shares ranges with, covering all its
+// ranges.
+func (n *Node) leaveDone(v *view, since time.Time) bool {
+	nextOwner := func(id ring.NodeID) bool {
+		e, ok := v.byID[uint64(id)]
+		return ok && next(e.Status)
+	}
+	for id := range v.shared {
+		if nextOwner(id) && n.mem.reachable(v.byID[uint64(id)].Name) && !n.ae.completeSince(uint64(id), since) {
+			return false
+		}
+	}
+	return covers(v, v.curRepl[ring.NodeID(n.id)], func(id ring.NodeID) bool {
+		return nextOwner(id) && n.ae.completeSince(uint64(id), since)
+	})
+}
+
+// dropObsolete hands over and then drops keys in leaves this node
+// replicates in neither ring.
+func (n *Node) dropObsolete(v *view) {
+	obsolete := v.mine.Complement()
+	if n.ae.index.SetCount(obsolete) == 0 {
+		return
+	}
+	t := &n.xfer
+	t.mu.Lock()
+	if t.mu.view != v {
+		t.mu.view, t.mu.confirmed = v, map[ring.NodeID]antientropy.RangeSet{}
+	}
+	t.mu.Unlock()
+	// Hand over to every current owner of obsolete leaves holding keys.
+	for id, repl := range v.curRepl {
+		part := obsolete.Intersect(repl)
+		if len(part) == 0 || n.ae.index.SetCount(part) == 0 {
+			continue
+		}
+		e, ok := v.byID[uint64(id)]
+		if !ok || !n.mem.reachable(e.Name) {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.AESessionTimeout)
+		moved, err := n.ae.handoff(ctx, uint64(id), e, v, part)
+		cancel()
+		if err != nil {
+			n.log.Debug("hand over ranges", "to", e.Name, "err", err)
+			continue
+		}
+		if moved == 0 {
+			t.mu.Lock()
+			t.mu.confirmed[id] = t.mu.confirmed[id].Union(part)
+			t.mu.Unlock()
+		}
+	}
+	// Drop the leaves every owner confirmed.
+	t.mu.Lock()
+	confirmed := t.mu.confirmed
+	t.mu.Unlock()
+	var drop antientropy.RangeSet
+	for _, rg := range v.ring.Ranges(n.cfg.N) {
+		sp := antientropy.RangeSet{{Lo: rg.Lo, Hi: rg.Hi}}.Intersect(obsolete)
+		if len(sp) == 0 || len(rg.Replicas) == 0 {
+			continue
+		}
+		all := true
+		for _, id := range rg.Replicas {
+			if len(sp.Intersect(confirmed[id].Complement())) > 0 {
+				all = false
+				break
+			}
+		}
+		if all {
+			drop = drop.Union(sp)
+		}
+	}
+	if len(drop) == 0 {
+		return
+	}
+	keys := n.ae.index.SetCount(drop)
+	for _, sp := range drop {
+		start, end := sp.HashBounds()
+		if err := n.store.DeleteRange(start, end); err != nil {
+			n.log.Warn("drop handed-over ranges", "err", err)
+			return
+		}
+		n.ae.index.ClearLeaves(sp.Lo, sp.Hi)
+	}
+	t.mu.Lock()
+	t.mu.dropped += keys
+	t.mu.Unlock()
+	n.log.Info("dropped ranges handed over to their owners", "keys", keys, "leaves", drop.Leaves())
+}
+
+// Leave hands this node's ranges over to the nodes that take them and
+// declares it left; it returns once they hold everything (or ctx ends).
+// Close the node afterwards.
+func (n *Node) Leave(ctx context.Context) error {
+	switch s := n.mem.selfRow().Status; s {
+	case StatusLeft:
+		return nil
+	case StatusMember, StatusJoining:
+		n.mem.setStatus(StatusLeaving)
+	}
+	n.ae.triggerAll()
+	select {
+	case <-n.xfer.left:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("node: leave: %w", ctx.Err())
+	case <-n.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// Left is closed once this node has left the cluster.
+func (n *Node) Left() <-chan struct{} { return n.xfer.left }
+
+// Remove declares a member that is gone for good left: its ranges are
+// re-replicated from the surviving replicas. It refuses a member this node
+// can reach (ask that one to leave).
+func (n *Node) Remove(name string) error {
+	if _, err := n.mem.remove(name); err != nil {
+		return err
+	}
+	n.ae.triggerAll()
+	return nil
+}
+
+// TransferStatus describes the ranges moving to or from this node.
+type TransferStatus struct {
+	// State is this node's membership status: joining, member, leaving,
+	// left.
+	State string `json:"state"`
+	// Moving reports whether the cluster's rings differ (some node joins
+	// or leaves).
+	Moving bool `json:"moving"`
+	// Peers this node still has to complete a session with before its
+	// join or leave is done.
+	Waiting []string `json:"waiting,omitempty"`
+	// ObsoleteKeys are keys held here in ranges this node no longer
+	// replicates, to hand over and drop; DroppedKeys were dropped so far.
+	ObsoleteKeys uint64 `json:"obsolete_keys"`
+	DroppedKeys  uint64 `json:"dropped_keys"`
+	// Since is when the current join or leave began here.
+	Since time.Time `json:"since,omitzero"`
+}
+
+// Transfers returns the state of range transfers at this node.
+func (n *Node) Transfers() TransferStatus {
+	self := n.mem.selfRow()
+	v := n.view.Load()
+	t := &n.xfer
+	t.mu.Lock()
+	since, dropped := t.mu.since, t.mu.dropped
+	t.mu.Unlock()
+	st := TransferStatus{State: self.Status, Moving: v.transfer(), DroppedKeys: dropped,
+		ObsoleteKeys: n.ae.index.SetCount(v.mine.Complement())}
+	if self.Status == StatusJoining || self.Status == StatusLeaving {
+		st.Since = since
+		for id := range v.shared {
+			e := v.byID[uint64(id)]
+			relevant := len(v.curRepl[id]) > 0
+			if self.Status == StatusLeaving {
+				relevant = next(e.Status)
+			}
+			if relevant && !n.ae.completeSince(uint64(id), since) {
+				st.Waiting = append(st.Waiting, e.Name)
+			}
+		}
+	}
+	return st
+}

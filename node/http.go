@@ -85,6 +85,18 @@ func (n *Node) httpHandler() http.Handler {
 			return
 		case strings.HasPrefix(r.URL.Path, statePrefix):
 			h, ok = n.handleState, true
+		case r.URL.Path == "/v1/leave" || strings.HasPrefix(r.URL.Path, removePrefix):
+			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", "POST")
+				writeError(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
+				return
+			}
+			if r.URL.Path == "/v1/leave" {
+				n.handleLeave(w, r)
+			} else {
+				n.handleRemove(w, r)
+			}
+			return
 		}
 		if !ok {
 			writeError(w, http.StatusNotFound, "no such endpoint")
@@ -382,37 +394,86 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 
 // RingInfo is the client API's view of the ring.
 type RingInfo struct {
-	N       int              `json:"n"`
-	VNodes  int              `json:"vnodes"`
+	N      int `json:"n"`
+	VNodes int `json:"vnodes"`
+	// Moving: a node is joining or leaving; ownership changes from
+	// Ownership to NextOwnership as its transfers finish.
+	Moving  bool             `json:"moving"`
 	Members []RingMemberInfo `json:"members"`
 }
 
 // RingMemberInfo is one ring member and the share of the hash space it owns
-// as primary.
+// as primary, now and once transfers finish.
 type RingMemberInfo struct {
-	Name      string  `json:"name"`
-	ID        string  `json:"id"`
-	Zone      string  `json:"zone,omitempty"`
-	State     string  `json:"state"`
-	Ownership float64 `json:"ownership"`
+	Name          string  `json:"name"`
+	ID            string  `json:"id"`
+	Zone          string  `json:"zone,omitempty"`
+	State         string  `json:"state"`
+	Status        string  `json:"status"`
+	Ownership     float64 `json:"ownership"`
+	NextOwnership float64 `json:"next_ownership"`
 }
 
-// Ring describes the current ring.
+// Ring describes the current ring and, while nodes join or leave, the
+// next one.
 func (n *Node) Ring() RingInfo {
 	v := n.view.Load()
-	own := v.ring.Ownership()
-	info := RingInfo{N: n.cfg.N, VNodes: v.ring.VNodes()}
-	for _, m := range v.ring.Members() {
-		e := v.byID[uint64(m.ID)]
+	own, next := v.ring.Ownership(), v.next.Ownership()
+	info := RingInfo{N: n.cfg.N, VNodes: v.ring.VNodes(), Moving: v.transfer()}
+	for id, e := range v.byID {
+		_, inCur := own[ring.NodeID(id)]
+		_, inNext := next[ring.NodeID(id)]
+		if !inCur && !inNext {
+			continue
+		}
 		state := StateDead
 		if n.mem.reachable(e.Name) {
 			state = StateAlive
 		}
 		info.Members = append(info.Members, RingMemberInfo{Name: e.Name, ID: fmt.Sprintf("%016x", e.ID),
-			Zone: e.Zone, State: state, Ownership: own[ring.NodeID(m.ID)]})
+			Zone: e.Zone, State: state, Status: e.Status,
+			Ownership: own[ring.NodeID(id)], NextOwnership: next[ring.NodeID(id)]})
 	}
 	sort.Slice(info.Members, func(i, j int) bool { return info.Members[i].Name < info.Members[j].Name })
 	return info
+}
+
+const removePrefix = "/v1/remove/"
+
+// handleLeave serves POST /v1/leave: this node starts handing its ranges
+// over and answers 202 at once; it reports "left" in /v1/status
+// (transfer.state) when done, and an agent then exits.
+func (n *Node) handleLeave(w http.ResponseWriter, r *http.Request) {
+	st := n.mem.selfRow().Status
+	if st != StatusLeft {
+		n.goroutine(func() {
+			if err := n.Leave(n.ctx); err != nil && n.ctx.Err() == nil {
+				n.log.Warn("leave", "err", err)
+			}
+		})
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "leaving", "name": n.cfg.Name})
+}
+
+// handleRemove serves POST /v1/remove/{name}: declare a member that is gone
+// for good left. 404 for an unknown name, 409 for a reachable member (ask
+// it to leave instead).
+func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
+	name, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), removePrefix))
+	if err != nil || name == "" {
+		writeError(w, http.StatusBadRequest, "remove needs a member name")
+		return
+	}
+	switch err := n.Remove(name); {
+	case errors.Is(err, ErrConflict):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, ErrNoMember):
+		writeError(w, http.StatusNotFound, err.Error())
+	case err != nil:
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"removed": name})
+	}
 }
 
 func (n *Node) handleRing(w http.ResponseWriter, r *http.Request) {
@@ -492,7 +553,7 @@ func (n *Node) Metrics() Metrics {
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"name": n.cfg.Name, "id": fmt.Sprintf("%016x", n.id), "metrics": n.Metrics(),
-		"antientropy": n.AntiEntropy(), "process": processStatus(),
+		"antientropy": n.AntiEntropy(), "process": processStatus(), "transfer": n.Transfers(),
 	})
 }
 

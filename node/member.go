@@ -304,6 +304,15 @@ func (m *membership) broadcast(e memberEntry) {
 	m.bcast.QueueBroadcast(&rowBroadcast{name: e.Name, msg: b})
 }
 
+// drainBroadcasts waits until the queued membership rows went out (each is
+// sent a few times), or d passed.
+func (m *membership) drainBroadcasts(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for m.bcast.NumQueued() > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // setStatus changes this node's own status: its row gets a higher version,
 // goes into its node metadata and is broadcast.
 func (m *membership) setStatus(status string) {
@@ -328,7 +337,7 @@ func (m *membership) remove(name string) (memberEntry, error) {
 	e, ok := m.mu.table[name]
 	if !ok {
 		m.mu.Unlock()
-		return e, fmt.Errorf("node: no member %q", name)
+		return e, fmt.Errorf("%w: %q", ErrNoMember, name)
 	}
 	if name == m.name {
 		m.mu.Unlock()

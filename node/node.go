@@ -34,6 +34,7 @@ var (
 	ErrBadContext    = errors.New("node: malformed causal context")
 	ErrClosed        = errors.New("node: closed")
 	ErrConflict      = errors.New("node: conflict")
+	ErrNoMember      = errors.New("node: no such member")
 )
 
 const metaMembers = "members"
@@ -290,6 +291,14 @@ func (n *Node) Close() error {
 				n.httpSrv.Close()
 			}
 			cancel()
+		}
+		if n.mem.selfRow().Status == StatusLeft {
+			// A node that left tells the others before it goes, or they
+			// would take it for dead and keep its ranges for it.
+			n.mem.drainBroadcasts(3 * time.Second)
+			if e := n.mem.ml.Leave(time.Second); e != nil {
+				n.log.Debug("gossip leave", "err", e)
+			}
 		}
 		if e := n.mem.ml.Shutdown(); e != nil {
 			err = errors.Join(err, fmt.Errorf("node: stop gossip: %w", e))

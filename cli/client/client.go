@@ -225,6 +225,25 @@ func (c *Client) write(ctx context.Context, method, key string, value []byte, o 
 	return wb.Context, nil
 }
 
+// PostJSON posts to path (an empty body) and decodes the JSON answer into
+// out (nil: ignore it). Any 2xx is success.
+func (c *Client) PostJSON(ctx context.Context, path string, out any) error {
+	resp, body, err := c.do(ctx, http.MethodPost, path, nil, map[string]string{"Accept": "application/json"})
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return apiError(resp, body)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("POST %s: decode answer: %w", path, err)
+	}
+	return nil
+}
+
 // GetJSON fetches path (such as "/v1/members") and decodes the JSON answer
 // into out.
 func (c *Client) GetJSON(ctx context.Context, path string, out any) error {

@@ -120,6 +120,8 @@ func runAgent(c *cli.Context) error {
 	select {
 	case s := <-sig:
 		cfg.Logger.Info("shutting down", "signal", s.String())
+	case <-n.Left():
+		cfg.Logger.Info("left the cluster; stopping")
 	case <-c.Context.Done():
 	}
 	return n.Close()

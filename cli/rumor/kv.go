@@ -219,9 +219,12 @@ func ringCommand() *cli.Command {
 				return printJSON(c.App.Writer, ri)
 			}
 			fmt.Fprintf(c.App.Writer, "N=%d, %d virtual nodes per member\n", ri.N, ri.VNodes)
-			tw := table(c.App.Writer, "NAME", "ID", "ZONE", "STATE", "OWNS (PRIMARY)")
+			if ri.Moving {
+				fmt.Fprintln(c.App.Writer, "ranges are moving: a node is joining or leaving (rumor status shows progress)")
+			}
+			tw := table(c.App.Writer, "NAME", "ID", "ZONE", "STATE", "STATUS", "OWNS (PRIMARY)", "AFTER TRANSFERS")
 			for _, m := range ri.Members {
-				row(tw, m.Name, m.ID, dash(m.Zone), m.State, fmt.Sprintf("%.1f%%", 100*m.Ownership))
+				row(tw, m.Name, m.ID, dash(m.Zone), m.State, m.Status, fmt.Sprintf("%.1f%%", 100*m.Ownership), fmt.Sprintf("%.1f%%", 100*m.NextOwnership))
 			}
 			return tw.Flush()
 		},

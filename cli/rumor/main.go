@@ -145,6 +145,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			delCommand(),
 			membersCommand(),
 			ringCommand(),
+			leaveCommand(),
+			removeCommand(),
 			statusCommand(),
 			demoCommand(),
 		},

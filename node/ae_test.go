@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -15,26 +14,14 @@ import (
 	"github.com/rumorkv/rumor/ring"
 )
 
-// faultClusterWith is faultCluster with a configuration hook.
+// faultClusterWith opens size in-process nodes on a FaultNetwork, joined
+// through the first, each configured by tweak.
 func faultClusterWith(t testing.TB, size int, tweak func(*Config)) (*FaultNetwork, []*testNode) {
 	t.Helper()
 	fn := NewFaultNetwork(1)
 	var nodes []*testNode
 	for i := 1; i <= size; i++ {
-		cfg := testConfig(t, fmt.Sprintf("n%d", i), "")
-		cfg.InMemory = true
-		cfg.Network = fn
-		cfg.BindAddr = HostAddr(i, 7946)
-		cfg.RPCAddr = HostAddr(i, 7947)
-		cfg.HTTPAddr = ""
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-		if i > 1 {
-			cfg.Join = []string{HostAddr(1, 7946)}
-		}
-		if tweak != nil {
-			tweak(cfg)
-		}
-		nodes = append(nodes, openNode(t, cfg))
+		nodes = append(nodes, faultNode(t, fn, i, tweak))
 	}
 	waitMembers(t, nodes, size)
 	return fn, nodes

@@ -3,8 +3,6 @@ package node
 import (
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -16,23 +14,7 @@ import (
 // through the first.
 func faultCluster(t testing.TB, size int) (*FaultNetwork, []*testNode) {
 	t.Helper()
-	fn := NewFaultNetwork(1)
-	var nodes []*testNode
-	for i := 1; i <= size; i++ {
-		cfg := testConfig(t, fmt.Sprintf("n%d", i), "")
-		cfg.InMemory = true
-		cfg.Network = fn
-		cfg.BindAddr = HostAddr(i, 7946)
-		cfg.RPCAddr = HostAddr(i, 7947)
-		cfg.HTTPAddr = ""
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-		if i > 1 {
-			cfg.Join = []string{HostAddr(1, 7946)}
-		}
-		nodes = append(nodes, openNode(t, cfg))
-	}
-	waitMembers(t, nodes, size)
-	return fn, nodes
+	return faultClusterWith(t, size, nil)
 }
 
 func hosts(nodes []*testNode) []string {

@@ -263,7 +263,13 @@ func (a *antiEntropy) initiateWith(given []uint64, all bool) []uint64 {
 // run holds sessions with peers, aeConcurrency at a time, and returns when
 // all are over.
 func (a *antiEntropy) run(peers []uint64) {
-	sem := make(chan struct{}, aeConcurrency)
+	conc := aeConcurrency
+	if a.n.mem.selfRow().Status == StatusJoining {
+		// One at a time: the first session fills an empty node (it pulls
+		// everything); the next ones then only move what differs.
+		conc = 1
+	}
+	sem := make(chan struct{}, conc)
 	var wg sync.WaitGroup
 	for _, id := range peers {
 		select {

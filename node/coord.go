@@ -153,7 +153,12 @@ func (n *Node) coordinate(ctx context.Context, key, value []byte, cctx crdt.VV, 
 	if len(pref) == 0 {
 		return nil, fmt.Errorf("%w: empty ring", ErrUnavailable)
 	}
-	if slices.Contains(pref, ring.NodeID(n.id)) {
+	// A leaving node coordinates only when no other primary answers: it
+	// is about to go, and writes it took after its last hand-over session
+	// would leave with it.
+	leaving := n.mem.selfRow().Status == StatusLeaving
+	replica := slices.Contains(pref, ring.NodeID(n.id))
+	if replica && (!leaving || !mayForward || (w == Primary && pref[0] == ring.NodeID(n.id))) {
 		return n.coordinateHere(ctx, v, key, hash, pref, value, cctx, deleted, w, true)
 	}
 	if mayForward {
@@ -163,7 +168,7 @@ func (n *Node) coordinate(ctx context.Context, key, value []byte, cctx crdt.VV, 
 			return nil, err
 		}
 		var lastErr error
-		for i, p := range pref {
+		for i, p := range coordinators(v, pref, n.id) {
 			if w == Primary && i > 0 {
 				break
 			}
@@ -208,8 +213,29 @@ func (n *Node) coordinate(ctx context.Context, key, value []byte, cctx crdt.VV, 
 		if w == Primary {
 			return nil, fmt.Errorf("%w: primary replica unreachable (%v)", ErrUnavailable, lastErr)
 		}
+		if replica {
+			return n.coordinateHere(ctx, v, key, hash, pref, value, cctx, deleted, w, true)
+		}
 	}
 	return n.coordinateHere(ctx, v, key, hash, pref, value, cctx, deleted, w, false)
+}
+
+// coordinators orders the primaries a write may be forwarded to: the
+// preference list without self, leaving nodes last (W=primary keeps the
+// first primary first).
+func coordinators(v *view, pref []ring.NodeID, self uint64) []ring.NodeID {
+	out := make([]ring.NodeID, 0, len(pref))
+	var later []ring.NodeID
+	for i, p := range pref {
+		switch {
+		case uint64(p) == self:
+		case i > 0 && v.byID[uint64(p)].Status == StatusLeaving:
+			later = append(later, p)
+		default:
+			out = append(out, p)
+		}
+	}
+	return append(out, later...)
 }
 
 // leavesOwnSibling reports whether reg holds a version of actor that ctx
@@ -227,6 +253,17 @@ func leavesOwnSibling(reg crdt.Register, actor crdt.ActorID, ctx crdt.VV) bool {
 // register when this node is not a replica) and replicates it.
 func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uint64, pref []ring.NodeID,
 	value []byte, cctx crdt.VV, deleted bool, w Consistency, replica bool) (crdt.VV, error) {
+	// From the local write until every replica's state is counted as
+	// pending: a leaving node must not declare itself gone in between.
+	if !n.gate.enter() {
+		return nil, errHasLeft
+	}
+	entered := true
+	defer func() {
+		if entered {
+			n.gate.exit()
+		}
+	}()
 	hlc := n.clock.Now()
 	var dot crdt.Dot
 	var reg crdt.Register
@@ -236,6 +273,7 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 		if err != nil {
 			return nil, fmt.Errorf("node: allocate dot: %w", err)
 		}
+		n.dropMu.RLock()
 		_, err = n.store.Update(key, func(old []byte, ok bool) ([]byte, bool, error) {
 			epoch, cur, err := decodeRecord(old)
 			if err != nil {
@@ -260,6 +298,7 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 			b, err := encodeRecord(epoch, reg)
 			return b, true, err
 		})
+		n.dropMu.RUnlock()
 		if err != nil {
 			return nil, fmt.Errorf("node: local write: %w", err)
 		}
@@ -310,15 +349,19 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 		// Queue the state for the replica here, in the writer: a full
 		// queue makes the writer wait (backpressure) instead of leaving
 		// the work to a goroutine.
+		n.repl.pending.Add(1)
 		var item *replItem
 		if e, ok := v.byID[target]; ok && n.mem.reachable(e.Name) {
 			item = n.enqueue(ctx, e.RPC, key, body)
 		}
 		n.goroutine(func() {
 			replicated, hinted := n.replicateOrHint(v, targets, target, key, hash, body, item)
+			n.repl.pending.Add(-1)
 			results <- result{primary: isPrimary && replicated, ok: replicated || hinted}
 		})
 	}
+	n.gate.exit()
+	entered = false
 	satisfied := func() bool {
 		if w == Primary || (w == ConsistencyDefault && n.cfg.W == Primary) {
 			return primaryAcked && acks >= need
@@ -418,6 +461,8 @@ func (n *Node) storeHint(target uint64, key, reg []byte) error {
 // returns the merged state and whether the copy changed.
 func (n *Node) mergeLocal(key []byte, in crdt.Register) (crdt.Register, bool, error) {
 	var merged crdt.Register
+	n.dropMu.RLock()
+	defer n.dropMu.RUnlock()
 	changed, err := n.store.Update(key, func(old []byte, ok bool) ([]byte, bool, error) {
 		epoch, cur, err := decodeRecord(old)
 		if err != nil {
@@ -689,11 +734,10 @@ func (n *Node) serveRPC(ctx context.Context, from net.Addr, method uint16, body 
 		if err := checkKey(req.Key); err != nil {
 			return nil, &rpc.RemoteError{Code: codeBadRequest, Msg: err.Error()}
 		}
-		reg, err := decodeReg(req.Reg)
-		if err != nil {
+		if _, err := decodeReg(req.Reg); err != nil {
 			return nil, &rpc.RemoteError{Code: codeBadRequest, Msg: err.Error()}
 		}
-		if _, _, err := n.mergeLocal(req.Key, reg); err != nil {
+		if err := n.acceptStates([]aePair{{Key: req.Key, State: req.Reg}}); err != nil {
 			return nil, err
 		}
 		n.metrics.replicated.Add(1)
@@ -716,7 +760,7 @@ func (n *Node) serveRPC(ctx context.Context, from net.Addr, method uint16, body 
 		if err := decode(body, &req); err != nil {
 			return nil, badRequest(err)
 		}
-		if _, err := n.mergeBatch(req.Pairs); err != nil {
+		if err := n.acceptStates(req.Pairs); err != nil {
 			return nil, err
 		}
 		n.metrics.replicated.Add(uint64(len(req.Pairs)))
@@ -729,7 +773,12 @@ func (n *Node) serveRPC(ctx context.Context, from net.Addr, method uint16, body 
 		if err := checkKey(req.Key); err != nil || req.Target == 0 {
 			return nil, &rpc.RemoteError{Code: codeBadRequest, Msg: fmt.Sprintf("bad hint (target %x): %v", req.Target, err)}
 		}
-		if err := n.storeHint(req.Target, req.Key, req.Reg); err != nil {
+		if !n.gate.enter() {
+			return nil, errHasLeft
+		}
+		err := n.storeHint(req.Target, req.Key, req.Reg)
+		n.gate.exit()
+		if err != nil {
 			return nil, err
 		}
 		return nil, nil
@@ -748,7 +797,7 @@ func (n *Node) serveRPC(ctx context.Context, from net.Addr, method uint16, body 
 		vv, err := n.coordinate(ctx, req.Key, req.Value, cctx, req.Deleted, Consistency(req.W), false)
 		if err != nil {
 			switch {
-			case errors.Is(err, storage.ErrWriteFailed), errors.Is(err, storage.ErrDiskFull):
+			case errors.Is(err, storage.ErrWriteFailed), errors.Is(err, storage.ErrDiskFull), errors.Is(err, errHasLeft):
 				// Not durable here: the asking node may try another primary.
 				return nil, &rpc.RemoteError{Code: codeStorage, Msg: err.Error()}
 			case errors.Is(err, ErrUnavailable):

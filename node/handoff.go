@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"time"
 )
@@ -30,7 +31,13 @@ func (n *Node) hintLoop() {
 		v := n.view.Load()
 		for target := range targets {
 			e, ok := v.byID[target]
-			if !ok || !n.mem.reachable(e.Name) {
+			if !ok {
+				// The target left or was removed: its hints go to the
+				// keys' owners now.
+				n.reroute(target)
+				continue
+			}
+			if !n.mem.reachable(e.Name) {
 				continue
 			}
 			n.handoff(target, e)
@@ -99,4 +106,33 @@ func (n *Node) handoffBatch(target uint64, e memberEntry) int {
 		n.metrics.hintsDelivered.Add(1)
 	}
 	return deleted
+}
+
+// reroute turns the hints held for a node that is no longer a member into
+// hints for (or, where this node is one, merges into) the keys' current
+// owners.
+func (n *Node) reroute(target uint64) {
+	for range hintRounds {
+		var batch []hint
+		err := n.store.Hints(target, hintBatch, func(key, value []byte) error {
+			batch = append(batch, hint{key: bytes.Clone(key), value: bytes.Clone(value)})
+			return nil
+		})
+		if err != nil || len(batch) == 0 {
+			return
+		}
+		pairs := make([]aePair, len(batch))
+		for i, h := range batch {
+			pairs[i] = aePair{Key: h.key, State: h.value}
+		}
+		if err := n.acceptStates(pairs); err != nil {
+			n.log.Warn("reroute hints of a departed node", "err", err)
+			return
+		}
+		for _, h := range batch {
+			if _, err := n.store.DeleteHint(target, h.key, h.value); err != nil {
+				return
+			}
+		}
+	}
 }

@@ -68,6 +68,10 @@ type Node struct {
 
 	ae   *antiEntropy
 	repl replicators
+	// dropMu orders writes of data against dropping handed-over ranges:
+	// writers hold it shared, a drop exclusively (see dropObsolete).
+	dropMu sync.RWMutex
+	gate   leftGate
 	// readSlots bounds remote replica reads in flight.
 	readSlots chan struct{}
 	xfer      transfers
@@ -284,7 +288,7 @@ func (n *Node) RPCAddr() string { return n.cfg.RPCAddr }
 func (n *Node) Close() error {
 	var err error
 	n.closed.Do(func() {
-		n.cancel()
+		left := n.mem.selfRow().Status == StatusLeft
 		if n.httpSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			if e := n.httpSrv.Shutdown(ctx); e != nil {
@@ -292,9 +296,16 @@ func (n *Node) Close() error {
 			}
 			cancel()
 		}
-		if n.mem.selfRow().Status == StatusLeft {
-			// A node that left tells the others before it goes, or they
-			// would take it for dead and keep its ranges for it.
+		if left {
+			// A node that left will not come back: what it still holds for
+			// others (writes in its replication queues, hints) goes to
+			// them first, while its loops still run.
+			n.drain(5 * time.Second)
+		}
+		n.cancel()
+		if left {
+			// It tells the others before it goes, or they would take it
+			// for dead and keep its ranges for it.
 			n.mem.drainBroadcasts(3 * time.Second)
 			if e := n.mem.ml.Leave(time.Second); e != nil {
 				n.log.Debug("gossip leave", "err", e)
@@ -316,6 +327,30 @@ func (n *Node) Close() error {
 		n.log.Info("node stopped")
 	})
 	return err
+}
+
+// outbound reports what this node still has to deliver to others: states
+// queued or in flight to replicas, and hints.
+func (n *Node) outbound() (replicating int64, hints int) {
+	if targets, err := n.store.HintTargets(); err == nil {
+		for _, c := range targets {
+			hints += c
+		}
+	}
+	return n.repl.pending.Load(), hints
+}
+
+// drain waits until nothing is left to deliver, or d passed.
+func (n *Node) drain(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if r, h := n.outbound(); r == 0 && h == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r, h := n.outbound()
+	n.log.Warn("stopping with undelivered states", "replicating", r, "hints", h)
 }
 
 func (n *Node) rebuildView() {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/rumorkv/rumor/crdt"
+	"github.com/rumorkv/rumor/ring"
 )
 
 // Replication batches. Every write ships the key's whole merged state to
@@ -43,6 +45,10 @@ type replicator struct {
 type replicators struct {
 	mu     sync.Mutex
 	byAddr map[string]*replicator
+	// pending counts states a coordinator still has to deliver to a
+	// replica: from before they are queued until the replica or a hint
+	// holder acknowledged them.
+	pending atomic.Int64
 }
 
 // enqueue queues one state for the peer whose RPC address is addr; it
@@ -158,6 +164,8 @@ func (n *Node) mergeBatch(pairs []aePair) (changed int, err error) {
 		keys[i] = p.Key
 	}
 	var ts crdt.Timestamp
+	n.dropMu.RLock()
+	defer n.dropMu.RUnlock()
 	written, err := n.store.UpdateMany(keys, func(i int, old []byte, ok bool) ([]byte, bool, error) {
 		epoch, cur, err := decodeRecord(old)
 		if err != nil {
@@ -183,4 +191,41 @@ func (n *Node) mergeBatch(pairs []aePair) (changed int, err error) {
 		}
 	}
 	return changed, nil
+}
+
+// acceptStates merges states peers send for replication, read repair and
+// hint handoff. A state for a key this node replicates in neither ring —
+// sent on a view older than this node's, or a hint handed off after its
+// ranges moved — is kept as hints for the key's owners instead: merged
+// into ranges this node is dropping, it could be dropped with them.
+func (n *Node) acceptStates(pairs []aePair) error {
+	if !n.gate.enter() {
+		return errHasLeft
+	}
+	defer n.gate.exit()
+	v := n.view.Load()
+	mine := pairs[:0:0]
+	for _, p := range pairs {
+		h := ring.KeyHash(p.Key)
+		if v.ring.Len() == 0 || v.mine.Contains(h) {
+			mine = append(mine, p)
+			continue
+		}
+		if err := checkKey(p.Key); err != nil {
+			return err
+		}
+		for _, t := range v.writeTargets(h, n.cfg.N) {
+			if uint64(t) == n.id {
+				continue
+			}
+			if err := n.storeHint(uint64(t), p.Key, p.State); err != nil {
+				return fmt.Errorf("keep %q for its owners: %w", p.Key, err)
+			}
+		}
+	}
+	if len(mine) == 0 {
+		return nil
+	}
+	_, err := n.mergeBatch(mine)
+	return err
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,9 @@ func faultNode(t testing.TB, fn *FaultNetwork, i int, tweak func(*Config)) *test
 	cfg.RPCAddr = HostAddr(i, 7947)
 	cfg.HTTPAddr = ""
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("RUMOR_DEBUG_NODE") == cfg.Name {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	if i > 1 {
 		cfg.Join = []string{HostAddr(1, 7946)}
 	}
@@ -79,6 +83,8 @@ func TestScaleOutAndIn(t *testing.T) {
 		mu      sync.Mutex
 		live    = slices.Clone(nodes) // nodes clients may use
 		acked   []string
+		ackedAt = map[string]string{} // key → node and phase, for failures
+		phase   = "grow"
 		missing atomic.Int64
 		reads   atomic.Int64
 		stop    = make(chan struct{})
@@ -107,9 +113,11 @@ func TestScaleOutAndIn(t *testing.T) {
 				default:
 				}
 				key := fmt.Sprintf("w%d-%d", w, i)
-				if _, err := pick(r).Put(bg, []byte(key), []byte(key), nil); err == nil {
+				n := pick(r)
+				if _, err := n.Put(bg, []byte(key), []byte(key), nil); err == nil {
 					mu.Lock()
 					acked = append(acked, key)
+					ackedAt[key] = n.Name() + " during " + phase + " at " + time.Now().Format("15:04:05.000")
 					mu.Unlock()
 				}
 				time.Sleep(2 * time.Millisecond)
@@ -163,12 +171,15 @@ func TestScaleOutAndIn(t *testing.T) {
 	// Grow 3 → 5, one node at a time. What moves is what the new node
 	// pulls from the owners (new writes reach it directly).
 	for i := 4; i <= 5; i++ {
+		mu.Lock()
+		phase = fmt.Sprintf("join of n%d", i)
+		mu.Unlock()
 		total := copies()
 		oldRing := nodes[0].view.Load().ring
 		start := time.Now()
 		n := faultNode(t, fn, i, tweak)
 		nodes = append(nodes, n)
-		waitSettled(t, nodes, i, 60*time.Second)
+		waitSettled(t, nodes, i, 3*time.Minute)
 		mu.Lock()
 		live = append(live, n)
 		mu.Unlock()
@@ -184,6 +195,7 @@ func TestScaleOutAndIn(t *testing.T) {
 	for i := 5; i >= 4; i-- {
 		n := nodes[i-1]
 		mu.Lock()
+		phase = fmt.Sprintf("leave of n%d", i)
 		live = slices.DeleteFunc(live, func(x *testNode) bool { return x == n })
 		mu.Unlock()
 		start := time.Now()
@@ -195,7 +207,7 @@ func TestScaleOutAndIn(t *testing.T) {
 		}
 		n.Close()
 		nodes = nodes[:i-1]
-		waitSettled(t, nodes, i-1, 60*time.Second)
+		waitSettled(t, nodes, i-1, 3*time.Minute)
 		t.Logf("leave n%d: done in %v", i, time.Since(start).Round(time.Millisecond))
 	}
 	halt()
@@ -206,7 +218,7 @@ func TestScaleOutAndIn(t *testing.T) {
 	for _, key := range acked {
 		res, err := nodes[len(key)%3].Get(bg, []byte(key), &ReadOptions{R: All})
 		if err != nil || !slices.Equal(values(t, res), []string{key}) {
-			t.Fatalf("acknowledged %s after the changes: %v %v", key, res, err)
+			t.Fatalf("acknowledged %s (written through %s) after the changes: %v %v", key, ackedAt[key], res, err)
 		}
 	}
 	t.Logf("%d writes acknowledged and present, %d reads during the changes, %d not found", len(acked), reads.Load(), missing.Load())

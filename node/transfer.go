@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rumorkv/rumor/antientropy"
@@ -40,14 +42,61 @@ type transfers struct {
 		status string    // own status when last seen
 		since  time.Time // when the current joining or leaving began here
 		// confirmed holds, per owner, leaves it confirmed holding all this
-		// node had there; reset when the view changes.
-		confirmed map[ring.NodeID]antientropy.RangeSet
-		view      *view
-		dropped   uint64 // keys dropped after handing them over
+		// node had there (since confirmedAt).
+		confirmed     map[ring.NodeID]antientropy.RangeSet
+		confirmedAt   time.Time
+		confirmedHash antientropy.Digest // of the obsolete ranges then
+		dropped       uint64             // keys dropped after handing them over
+		lastDrop      time.Time          // last hand-over round
 	}
 	left chan struct{} // closed once this node has left
 	once sync.Once
 }
+
+// leftGate keeps a leaving node from taking data after it declared itself
+// left: every path that stores data for others (coordinating a write,
+// accepting replicated states and hints) holds it shared until what it
+// owes others is counted in outbound(); the switch to left takes it
+// exclusively, when nothing is owed.
+type leftGate struct {
+	mu   sync.RWMutex
+	left atomic.Bool
+}
+
+// errHasLeft refuses data at a node that left the cluster (nothing of it
+// was stored).
+var errHasLeft = errors.New("node: this node has left the cluster")
+
+// enter reports whether the node still takes data; when true, call exit.
+func (g *leftGate) enter() bool {
+	g.mu.RLock()
+	if g.left.Load() {
+		g.mu.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (g *leftGate) exit() { g.mu.RUnlock() }
+
+// finishLeave switches a leaving node to left once its ranges are handed
+// over and it owes nothing; a write in progress postpones it to the next
+// check.
+func (n *Node) finishLeave(v *view, since time.Time) bool {
+	if !n.gate.mu.TryLock() {
+		return false
+	}
+	defer n.gate.mu.Unlock()
+	if !n.leaveDone(v, since) {
+		return false
+	}
+	n.gate.left.Store(true)
+	n.mem.setStatus(StatusLeft)
+	return true
+}
+
+// confirmTTL bounds how long hand-over confirmations are trusted.
+const confirmTTL = 10 * time.Minute
 
 // transferLoop checks transfers twice per anti-entropy interval, at least
 // every second.
@@ -86,20 +135,44 @@ func (n *Node) checkTransfers() {
 		if n.joinDone(v, since) {
 			n.mem.setStatus(StatusMember)
 		} else {
-			n.ae.triggerAll() // sessions with every peer, whatever the ids
+			// Sessions with the owners not done yet, whatever the ids.
+			n.kickWaiting(v, since, func(id ring.NodeID) bool { return len(v.curRepl[id]) > 0 })
 		}
 	case StatusLeaving:
-		if n.leaveDone(v, since) {
-			n.mem.setStatus(StatusLeft)
+		if n.finishLeave(v, since) {
 			t.once.Do(func() { close(t.left) })
 		} else {
-			n.ae.triggerAll()
+			n.kickWaiting(v, since, func(id ring.NodeID) bool {
+				e, ok := v.byID[uint64(id)]
+				return ok && next(e.Status)
+			})
 		}
 	case StatusLeft:
+		n.gate.left.Store(true) // after a restart
 		t.once.Do(func() { close(t.left) })
 	}
 	if self.Status != StatusJoining && self.Status != StatusLeft {
-		n.dropObsolete(v)
+		// Handing over costs a session per owner: at most once per
+		// anti-entropy interval.
+		t.mu.Lock()
+		due := time.Since(t.mu.lastDrop) >= max(n.cfg.AEInterval, time.Second)
+		if due {
+			t.mu.lastDrop = time.Now()
+		}
+		t.mu.Unlock()
+		if due {
+			n.dropObsolete(v)
+		}
+	}
+}
+
+// kickWaiting asks for sessions with the relevant peers that have not
+// completed one since the transfer began (and are not running one).
+func (n *Node) kickWaiting(v *view, since time.Time, relevant func(ring.NodeID) bool) {
+	for id := range v.shared {
+		if relevant(id) && !n.ae.completeSince(uint64(id), since) {
+			n.ae.trigger(uint64(id))
+		}
 	}
 }
 
@@ -141,6 +214,9 @@ func (n *Node) joinDone(v *view, since time.Time) bool {
 // every reachable next owner it shares ranges with, covering all its
 // ranges.
 func (n *Node) leaveDone(v *view, since time.Time) bool {
+	if r, h := n.outbound(); r > 0 || h > 0 {
+		return false // writes it took or hints it holds go first
+	}
 	nextOwner := func(id ring.NodeID) bool {
 		e, ok := v.byID[uint64(id)]
 		return ok && next(e.Status)
@@ -162,15 +238,30 @@ func (n *Node) dropObsolete(v *view) {
 	if n.ae.index.SetCount(obsolete) == 0 {
 		return
 	}
+	// What this node holds there now; the sessions below hand over at
+	// least this, and the drop happens only if nothing changed since.
+	before := n.ae.index.SetHash(obsolete)
 	t := &n.xfer
 	t.mu.Lock()
-	if t.mu.view != v {
-		t.mu.view, t.mu.confirmed = v, map[ring.NodeID]antientropy.RangeSet{}
+	if t.mu.confirmed == nil || t.mu.confirmedHash != before || time.Since(t.mu.confirmedAt) > confirmTTL {
+		// Confirmations hold for the data they were made on: a write
+		// since (a node with an older view took one here) voids them.
+		t.mu.confirmed, t.mu.confirmedAt, t.mu.confirmedHash = map[ring.NodeID]antientropy.RangeSet{}, time.Now(), before
+	}
+	// Leaves this node replicates again lose their confirmations: what it
+	// takes there from now on has not been handed over.
+	for id, c := range t.mu.confirmed {
+		t.mu.confirmed[id] = c.Intersect(obsolete)
 	}
 	t.mu.Unlock()
-	// Hand over to every current owner of obsolete leaves holding keys.
+	// Hand over to every current owner of obsolete leaves holding keys, a
+	// few at a time.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
 	for id, repl := range v.curRepl {
-		part := obsolete.Intersect(repl)
+		t.mu.Lock()
+		part := obsolete.Intersect(repl).Intersect(t.mu.confirmed[id].Complement())
+		t.mu.Unlock()
 		if len(part) == 0 || n.ae.index.SetCount(part) == 0 {
 			continue
 		}
@@ -178,19 +269,26 @@ func (n *Node) dropObsolete(v *view) {
 		if !ok || !n.mem.reachable(e.Name) {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.AESessionTimeout)
-		moved, err := n.ae.handoff(ctx, uint64(id), e, v, part)
-		cancel()
-		if err != nil {
-			n.log.Debug("hand over ranges", "to", e.Name, "err", err)
-			continue
-		}
-		if moved == 0 {
-			t.mu.Lock()
-			t.mu.confirmed[id] = t.mu.confirmed[id].Union(part)
-			t.mu.Unlock()
-		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.AESessionTimeout)
+			moved, err := n.ae.handoff(ctx, uint64(id), e, v, part)
+			cancel()
+			if err != nil {
+				n.log.Debug("hand over ranges", "to", e.Name, "err", err)
+				return
+			}
+			if moved == 0 {
+				t.mu.Lock()
+				t.mu.confirmed[id] = t.mu.confirmed[id].Union(part)
+				t.mu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 	// Drop the leaves every owner confirmed.
 	t.mu.Lock()
 	confirmed := t.mu.confirmed
@@ -213,6 +311,13 @@ func (n *Node) dropObsolete(v *view) {
 		}
 	}
 	if len(drop) == 0 {
+		return
+	}
+	// Drop under the exclusive lock, and only if no write reached these
+	// ranges since the hand-over began.
+	n.dropMu.Lock()
+	defer n.dropMu.Unlock()
+	if n.ae.index.SetHash(obsolete) != before {
 		return
 	}
 	keys := n.ae.index.SetCount(drop)

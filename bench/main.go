@@ -4,8 +4,10 @@
 //
 //	go run ./bench rebalance [--from 3] [--to 16] [--vnodes 4096] [--keys 100000] [--json F] [--plot F]
 //	go run ./bench load [--nodes 3 | --addrs host:port,…] [--client http|embedded] [--concurrency 50] …
+//	go run ./bench partition-heal [--mode inproc|netns] [--nodes 5] [--keys 1000000] [--diverge 10000] [--shape halves] …
 //
-// Each command lives in its own file (rebalance.go, load.go); what they
+// Each command lives in its own file (rebalance.go, load.go,
+// partitionheal.go with scenario.go); what they
 // share is here (app, flags, output), in plot.go (plots), cluster.go
 // (in-process clusters), hist.go (latency histograms) and cpu.go (CPU time
 // and profiles). A new command is a file with a constructor returning a
@@ -64,6 +66,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			rebalanceCommand(),
 			loadCommand(),
+			partitionHealCommand(),
+			crashCommand(),
+			scaleOutCommand(),
 		},
 	}
 }

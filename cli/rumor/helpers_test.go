@@ -139,7 +139,7 @@ func testLogger() *slog.Logger {
 
 // startCluster opens size nodes on loopback with fast failure detection
 // (as node/cluster_test.go does), all joining through the first, and waits
-// until every node sees every other alive.
+// until every node sees every other alive and owning its ranges.
 func startCluster(t testing.TB, size int) []*node.Node {
 	t.Helper()
 	var nodes []*node.Node
@@ -181,8 +181,14 @@ func startCluster(t testing.TB, size int) []*node.Node {
 					alive++
 				}
 			}
-			if alive != size || len(n.Ring().Members) != size {
-				return fmt.Errorf("%s sees %d alive, ring of %d; want %d", n.Name(), alive, len(n.Ring().Members), size)
+			ri := n.Ring()
+			if alive != size || len(ri.Members) != size {
+				return fmt.Errorf("%s sees %d alive, ring of %d; want %d", n.Name(), alive, len(ri.Members), size)
+			}
+			for _, m := range ri.Members {
+				if m.Status != node.StatusMember {
+					return fmt.Errorf("%s sees %s %s", n.Name(), m.Name, m.Status)
+				}
 			}
 		}
 		return nil

@@ -210,6 +210,12 @@ type Config struct {
 	// acknowledged only once durable.
 	NoSync bool
 
+	// ClockOffset shifts this node's physical clock (the source of its
+	// hybrid logical clock) by the given amount. Default 0. For fault
+	// injection: it shows that a node whose clock is off neither loses nor
+	// resurrects writes (causality comes from dots, not timestamps).
+	ClockOffset time.Duration
+
 	// Memberlist is the base memberlist configuration. Default
 	// memberlist.DefaultLANConfig with faster failure detection. Name, bind
 	// and advertise addresses and the delegates are overwritten.

@@ -158,7 +158,11 @@ func Open(cfg *Config) (_ *Node, err error) {
 	n := &Node{cfg: c, log: c.Logger.With("node", c.Name), readSlots: make(chan struct{}, maxRemoteReads)}
 	n.xfer.left = make(chan struct{})
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.clock = crdt.NewClock(time.Now)
+	if off := c.ClockOffset; off != 0 {
+		n.clock = crdt.NewClock(func() time.Time { return time.Now().Add(off) })
+	} else {
+		n.clock = crdt.NewClock(time.Now)
+	}
 	cleanup := []func(){n.cancel}
 	defer func() {
 		if err != nil {

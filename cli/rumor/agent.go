@@ -32,6 +32,7 @@ func agentCommand() *cli.Command {
 			&cli.StringFlag{Name: "r", Value: "1", Usage: "default read quorum: 1, quorum, all or a count"},
 			&cli.StringFlag{Name: "w", Value: "1", Usage: "default write quorum: 1, quorum, all, primary or a count"},
 			&cli.IntFlag{Name: "vnodes", Usage: "virtual nodes per member (the same on every node; default: the ring's)"},
+			&cli.DurationFlag{Name: "clock-offset", Usage: "shift this node's clock (fault injection: a node with a wrong clock loses no writes)", Hidden: true},
 			&cli.BoolFlag{Name: "no-sync", Usage: "acknowledge writes before they are fsynced (faster, loses recent writes on a crash)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"RUMOR_LOG_LEVEL"}},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"RUMOR_LOG_FORMAT"}},
@@ -97,6 +98,7 @@ func agentConfig(c *cli.Context) (*node.Config, error) {
 	cfg.W, _ = node.ParseConsistency(c.String("w"))
 	cfg.VNodes = c.Int("vnodes")
 	cfg.NoSync = c.Bool("no-sync")
+	cfg.ClockOffset = c.Duration("clock-offset")
 	var err error
 	if cfg.Logger, err = newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format")); err != nil {
 		return nil, err

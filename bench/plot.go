@@ -11,6 +11,8 @@ import (
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // series is one line of a plot.
@@ -124,6 +126,33 @@ func savePlot(c chart, name string) error {
 	}
 	var buf bytes.Buffer
 	if _, err := wt.WriteTo(&buf); err != nil {
+		return fmt.Errorf("plot %s: %w", name, err)
+	}
+	return writeFile(name, buf.Bytes())
+}
+
+// saveColumn writes plots (one per row, one column) to name, PNG or SVG by
+// its extension, each panel as wide as a single plot.
+func saveColumn(name string, plots [][]*plot.Plot) error {
+	format, err := plotFormat(name)
+	if err != nil {
+		return err
+	}
+	w, h := plotWidth, plotHeight*0.8*vg.Length(len(plots))
+	var canvas vg.CanvasWriterTo
+	if format == "svg" {
+		canvas = vgsvg.New(w, h)
+	} else {
+		canvas = vgimg.PngCanvas{Canvas: vgimg.New(w, h)}
+	}
+	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
+		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 2 * vg.Millimeter}
+	canvases := plot.Align(plots, tiles, draw.New(canvas))
+	for i := range plots {
+		plots[i][0].Draw(canvases[i][0])
+	}
+	var buf bytes.Buffer
+	if _, err := canvas.WriteTo(&buf); err != nil {
 		return fmt.Errorf("plot %s: %w", name, err)
 	}
 	return writeFile(name, buf.Bytes())

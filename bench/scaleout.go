@@ -25,9 +25,6 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
-	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/rumorkv/rumor/bench/netns"
 	"github.com/rumorkv/rumor/cli/client"
@@ -1720,26 +1717,5 @@ func saveScaleOutPlot(res *soResult, name string) error {
 		}
 		plots = append(plots, []*plot.Plot{p})
 	}
-	format, err := plotFormat(name)
-	if err != nil {
-		return err
-	}
-	w, h := plotWidth, plotHeight*1.6
-	var canvas vg.CanvasWriterTo
-	if format == "svg" {
-		canvas = vgsvg.New(w, h)
-	} else {
-		canvas = vgimg.PngCanvas{Canvas: vgimg.New(w, h)}
-	}
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
-		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 2 * vg.Millimeter}
-	canvases := plot.Align(plots, tiles, draw.New(canvas))
-	for i := range plots {
-		plots[i][0].Draw(canvases[i][0])
-	}
-	var buf bytes.Buffer
-	if _, err := canvas.WriteTo(&buf); err != nil {
-		return fmt.Errorf("plot %s: %w", name, err)
-	}
-	return writeFile(name, buf.Bytes())
+	return saveColumn(name, plots)
 }

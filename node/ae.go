@@ -84,7 +84,10 @@ type antiEntropy struct {
 	}
 
 	sessions, inSync, keysPulled, keysRepaired atomic.Uint64
-	bytesSent, bytesReceived, symbols, reaped  atomic.Uint64
+	// incoming counts states sessions know they still have to pull (for
+	// the transfer progress in status).
+	incoming                                  atomic.Int64
+	bytesSent, bytesReceived, symbols, reaped atomic.Uint64
 	// bytesByMethod counts request and answer bytes per RPC method.
 	bytesByMethod [16]atomic.Uint64
 }
@@ -531,6 +534,7 @@ func (a *antiEntropy) sessionOver(ctx context.Context, peer uint64, e memberEntr
 	sid := rand.Uint64()
 	msg := ini.Summary()
 	var refs []itemRef
+	var remoteCount int64 // the responder's keys, when it says pull them all
 	remoteSession := false
 	defer func() {
 		if remoteSession {
@@ -555,6 +559,9 @@ func (a *antiEntropy) sessionOver(ctx context.Context, peer uint64, e memberEntr
 		if (reply.Type == antientropy.MsgSymbols && reply.Count > 0) || reply.Type == antientropy.MsgList {
 			remoteSession = true
 		}
+		if reply.Type == antientropy.MsgPullAll {
+			remoteCount = int64(reply.Count)
+		}
 		if ini.NeedItems(&reply) {
 			var items []uint64
 			if items, refs, err = a.items(s); err != nil {
@@ -575,7 +582,7 @@ func (a *antiEntropy) sessionOver(ctx context.Context, peer uint64, e memberEntr
 		if handoff {
 			return 0, false, nil
 		}
-		moved, err = a.pullAll(ctx, peer, e)
+		moved, err = a.pullAll(ctx, peer, e, remoteCount)
 		return moved, false, err
 	}
 	if hashes := hashesOf(refs, res.LocalOnly); len(hashes) > 0 {
@@ -602,10 +609,17 @@ func (a *antiEntropy) sessionOver(ctx context.Context, peer uint64, e memberEntr
 // has meanwhile received from elsewhere are not sent again.
 func (a *antiEntropy) pull(ctx context.Context, peer uint64, e memberEntry, sid uint64, items []uint64) (int, error) {
 	pulled := 0
+	left := int64(len(items))
+	a.incoming.Add(left)
+	defer func() { a.incoming.Add(-left) }()
 	for len(items) > 0 {
 		batch := items[:min(len(items), aeBatchItems)]
 		n, done, err := a.pullBatch(ctx, peer, e, sid, batch)
 		pulled += n
+		if err == nil {
+			a.incoming.Add(-int64(done))
+			left -= int64(done)
+		}
 		if err != nil {
 			return pulled, err
 		}
@@ -673,10 +687,12 @@ func (a *antiEntropy) fetch(ctx context.Context, peer uint64, e memberEntry, has
 }
 
 // pullAll copies every state the two share from the peer (this node holds
-// none of them).
-func (a *antiEntropy) pullAll(ctx context.Context, peer uint64, e memberEntry) (int, error) {
+// none of them; the peer said it holds expect).
+func (a *antiEntropy) pullAll(ctx context.Context, peer uint64, e memberEntry, expect int64) (int, error) {
 	req := aePullRangeReq{From: a.n.id}
 	pulled := 0
+	a.incoming.Add(expect)
+	defer func() { a.incoming.Add(-expect) }()
 	for {
 		var resp aePullRangeResp
 		if err := a.call(ctx, peer, e, methodAEPullRange, &req, &resp); err != nil {
@@ -690,6 +706,9 @@ func (a *antiEntropy) pullAll(ctx context.Context, peer uint64, e memberEntry) (
 		}
 		a.received(peer, len(resp.Pairs))
 		pulled += len(resp.Pairs)
+		d := min(expect, int64(len(resp.Pairs)))
+		a.incoming.Add(-d)
+		expect -= d
 		if !resp.More || len(resp.Pairs) == 0 {
 			return pulled, nil
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/rumorkv/rumor/antientropy"
 	"github.com/rumorkv/rumor/crdt"
 	"github.com/rumorkv/rumor/node/storage"
 	"github.com/rumorkv/rumor/ring"
@@ -412,6 +413,13 @@ type RingMemberInfo struct {
 	Status        string  `json:"status"`
 	Ownership     float64 `json:"ownership"`
 	NextOwnership float64 `json:"next_ownership"`
+	// HTTP is the member's client API address ("" if it has none).
+	HTTP string `json:"http,omitempty"`
+	// RangesGaining and RangesLosing count the contiguous ranges of leaves
+	// the member replicates only in the next ring, and only in the
+	// current one: the ranges in transfer to and from it.
+	RangesGaining int `json:"ranges_gaining"`
+	RangesLosing  int `json:"ranges_losing"`
 }
 
 // Ring describes the current ring and, while nodes join or leave, the
@@ -420,6 +428,10 @@ func (n *Node) Ring() RingInfo {
 	v := n.view.Load()
 	own, next := v.ring.Ownership(), v.next.Ownership()
 	info := RingInfo{N: n.cfg.N, VNodes: v.ring.VNodes(), Moving: v.transfer()}
+	nextRepl := v.curRepl
+	if v.transfer() {
+		nextRepl = antientropy.ReplicatedAll(v.next, n.cfg.N)
+	}
 	for id, e := range v.byID {
 		_, inCur := own[ring.NodeID(id)]
 		_, inNext := next[ring.NodeID(id)]
@@ -432,7 +444,13 @@ func (n *Node) Ring() RingInfo {
 		}
 		info.Members = append(info.Members, RingMemberInfo{Name: e.Name, ID: fmt.Sprintf("%016x", e.ID),
 			Zone: e.Zone, State: state, Status: e.Status,
-			Ownership: own[ring.NodeID(id)], NextOwnership: next[ring.NodeID(id)]})
+			Ownership: own[ring.NodeID(id)], NextOwnership: next[ring.NodeID(id)], HTTP: e.HTTP})
+		if v.transfer() {
+			m := &info.Members[len(info.Members)-1]
+			now, then := v.curRepl[ring.NodeID(id)], nextRepl[ring.NodeID(id)]
+			m.RangesGaining = len(then.Intersect(now.Complement()))
+			m.RangesLosing = len(now.Intersect(then.Complement()))
+		}
 	}
 	sort.Slice(info.Members, func(i, j int) bool { return info.Members[i].Name < info.Members[j].Name })
 	return info

@@ -97,6 +97,9 @@ type view struct {
 	shared map[ring.NodeID]antientropy.RangeSet
 	// curRepl is, per node, the leaves it replicates now.
 	curRepl map[ring.NodeID]antientropy.RangeSet
+	// gaining and losing are the leaves this node replicates only in the
+	// next ring, and only in the current one.
+	gaining, losing antientropy.RangeSet
 	// hash fingerprints both rings (peers compare it before comparing
 	// data).
 	hash uint64
@@ -110,9 +113,12 @@ func newView(cur, nxt *ring.Ring, byID map[uint64]memberEntry, n int, self uint6
 	repl := v.curRepl
 	if nxt != cur {
 		repl = maps.Clone(v.curRepl)
-		for id, s := range antientropy.ReplicatedAll(nxt, n) {
+		nextRepl := antientropy.ReplicatedAll(nxt, n)
+		for id, s := range nextRepl {
 			repl[id] = repl[id].Union(s)
 		}
+		now, then := v.curRepl[ring.NodeID(self)], nextRepl[ring.NodeID(self)]
+		v.gaining, v.losing = then.Intersect(now.Complement()), now.Intersect(then.Complement())
 	}
 	v.mine = repl[ring.NodeID(self)]
 	for id, s := range repl {

@@ -48,6 +48,7 @@ type transfers struct {
 		confirmedHash antientropy.Digest // of the obsolete ranges then
 		dropped       uint64             // keys dropped after handing them over
 		lastDrop      time.Time          // last hand-over round
+		progress      progress           // of keys left, for the ETA
 	}
 	left chan struct{} // closed once this node has left
 	once sync.Once
@@ -387,6 +388,52 @@ type TransferStatus struct {
 	DroppedKeys  uint64 `json:"dropped_keys"`
 	// Since is when the current join or leave began here.
 	Since time.Time `json:"since,omitzero"`
+	// RangesGaining and RangesLosing count the contiguous ranges this node
+	// replicates only after, and only before, the moves under way.
+	RangesGaining int `json:"ranges_gaining"`
+	RangesLosing  int `json:"ranges_losing"`
+	// KeysLeft is what this node still has to move: states its sessions
+	// know they have to pull, plus ObsoleteKeys (to hand over and drop).
+	// Moves are pulls by the receiving nodes: a leaving node's progress
+	// shows in the keys left of the nodes taking its ranges.
+	// BytesLeft estimates their size from the states pulled so far (0
+	// until some were). ETASeconds is KeysLeft at the rate KeysLeft fell
+	// over the last seconds (absent while unknown).
+	KeysLeft   uint64   `json:"keys_left"`
+	BytesLeft  uint64   `json:"bytes_left"`
+	KeysPerSec float64  `json:"keys_per_s"`
+	ETASeconds *float64 `json:"eta_s,omitempty"`
+}
+
+// progress is the rate at which keys left to move fall.
+type progress struct {
+	left uint64
+	at   time.Time
+	rate float64 // keys per second, smoothed
+}
+
+// note records keys left at now and returns the smoothed rate.
+func (p *progress) note(left uint64, now time.Time) float64 {
+	if p.at.IsZero() || left > p.left+p.left/2 {
+		// First sample, or a new move began: start over.
+		p.left, p.at, p.rate = left, now, 0
+		return 0
+	}
+	dt := now.Sub(p.at).Seconds()
+	if dt < 0.5 {
+		return p.rate
+	}
+	r := 0.0
+	if left < p.left {
+		r = float64(p.left-left) / dt
+	}
+	if p.rate == 0 {
+		p.rate = r
+	} else {
+		p.rate = 0.7*p.rate + 0.3*r
+	}
+	p.left, p.at = left, now
+	return p.rate
 }
 
 // Transfers returns the state of range transfers at this node.
@@ -398,7 +445,22 @@ func (n *Node) Transfers() TransferStatus {
 	since, dropped := t.mu.since, t.mu.dropped
 	t.mu.Unlock()
 	st := TransferStatus{State: self.Status, Moving: v.transfer(), DroppedKeys: dropped,
-		ObsoleteKeys: n.ae.index.SetCount(v.mine.Complement())}
+		ObsoleteKeys:  n.ae.index.SetCount(v.mine.Complement()),
+		RangesGaining: len(v.gaining), RangesLosing: len(v.losing)}
+	st.KeysLeft = uint64(max(n.ae.incoming.Load(), 0)) + st.ObsoleteKeys
+	if pulled := n.ae.keysPulled.Load(); pulled > 0 {
+		st.BytesLeft = uint64(float64(st.KeysLeft) * float64(n.ae.bytesReceived.Load()) / float64(pulled))
+	}
+	t.mu.Lock()
+	st.KeysPerSec = t.mu.progress.note(st.KeysLeft, time.Now())
+	t.mu.Unlock()
+	if st.KeysLeft == 0 {
+		eta := 0.0
+		st.ETASeconds = &eta
+	} else if st.KeysPerSec > 0 {
+		eta := float64(st.KeysLeft) / st.KeysPerSec
+		st.ETASeconds = &eta
+	}
 	if self.Status == StatusJoining || self.Status == StatusLeaving {
 		st.Since = since
 		for id := range v.shared {

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
@@ -219,16 +221,75 @@ func ringCommand() *cli.Command {
 				return printJSON(c.App.Writer, ri)
 			}
 			fmt.Fprintf(c.App.Writer, "N=%d, %d virtual nodes per member\n", ri.N, ri.VNodes)
-			if ri.Moving {
-				fmt.Fprintln(c.App.Writer, "ranges are moving: a node is joining or leaving (rumor status shows progress)")
+			if !ri.Moving {
+				tw := table(c.App.Writer, "NAME", "ID", "ZONE", "STATE", "STATUS", "OWNS (PRIMARY)", "AFTER TRANSFERS")
+				for _, m := range ri.Members {
+					row(tw, m.Name, m.ID, dash(m.Zone), m.State, m.Status, fmt.Sprintf("%.1f%%", 100*m.Ownership), fmt.Sprintf("%.1f%%", 100*m.NextOwnership))
+				}
+				return tw.Flush()
 			}
-			tw := table(c.App.Writer, "NAME", "ID", "ZONE", "STATE", "STATUS", "OWNS (PRIMARY)", "AFTER TRANSFERS")
-			for _, m := range ri.Members {
-				row(tw, m.Name, m.ID, dash(m.Zone), m.State, m.Status, fmt.Sprintf("%.1f%%", 100*m.Ownership), fmt.Sprintf("%.1f%%", 100*m.NextOwnership))
+			// Ranges are moving: each member's own figures of what it still
+			// has to move (receivers pull, so they carry the progress).
+			progress := transferProgress(c, ri.Members)
+			fmt.Fprintln(c.App.Writer, "ranges are moving: a node is joining or leaving")
+			tw := table(c.App.Writer, "NAME", "ID", "ZONE", "STATE", "STATUS", "OWNS (PRIMARY)", "AFTER TRANSFERS",
+				"RANGES IN/OUT", "KEYS LEFT", "BYTES LEFT", "ETA")
+			for i, m := range ri.Members {
+				p := progress[i]
+				keys, size, eta := "?", "?", "?"
+				if p != nil {
+					keys, size, eta = strconv.FormatUint(p.KeysLeft, 10), humanBytes(p.BytesLeft), "-"
+					if p.ETASeconds != nil {
+						eta = (time.Duration(*p.ETASeconds * float64(time.Second))).Round(time.Second).String()
+					}
+				}
+				row(tw, m.Name, m.ID, dash(m.Zone), m.State, m.Status, fmt.Sprintf("%.1f%%", 100*m.Ownership), fmt.Sprintf("%.1f%%", 100*m.NextOwnership),
+					fmt.Sprintf("%d/%d", m.RangesGaining, m.RangesLosing), keys, size, eta)
 			}
 			return tw.Flush()
 		},
 	}
+}
+
+// transferProgress asks every member with an HTTP address for its
+// transfer status, concurrently; nil where it does not answer.
+func transferProgress(c *cli.Context, members []node.RingMemberInfo) []*node.TransferStatus {
+	out := make([]*node.TransferStatus, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		if m.HTTP == "" || m.State != node.StateAlive {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(c.Context, 2*time.Second)
+			defer cancel()
+			var st struct {
+				Transfer node.TransferStatus `json:"transfer"`
+			}
+			cl := client.New(m.HTTP, &client.Options{Token: lookup(c, "token")})
+			if err := cl.GetJSON(ctx, "/v1/status", &st); err == nil {
+				out[i] = &st.Transfer
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// humanBytes formats a byte count with a binary unit.
+func humanBytes(b uint64) string {
+	const unit = 1024
+	if b < unit {
+		return fmt.Sprintf("%d B", b)
+	}
+	div, exp := uint64(unit), 0
+	for n := b / unit; n >= unit; n /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
 }
 
 func statusCommand() *cli.Command {

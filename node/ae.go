@@ -70,6 +70,7 @@ type aePeer struct {
 type antiEntropy struct {
 	n     *Node
 	index *antientropy.Index
+	items *itemCache // the index's items, for listing them fast
 	cfg   antientropy.Config
 	kick  chan uint64
 	limit *rateLimiter
@@ -96,6 +97,7 @@ func newAntiEntropy(n *Node) *antiEntropy {
 	a := &antiEntropy{
 		n:     n,
 		index: antientropy.NewIndex(),
+		items: newItemCache(max(n.cfg.AEItemCacheKeys, 0)),
 		kick:  make(chan uint64, 64),
 		limit: newRateLimiter(n.cfg.AERateLimit),
 	}
@@ -118,6 +120,7 @@ func (a *antiEntropy) onChange(hash uint64, key, old, new []byte) {
 		delta++
 	}
 	a.index.Update(hash, od, nd, delta)
+	a.items.update(hash, antientropy.ItemOf(hash, od), old != nil, antientropy.ItemOf(hash, nd), new != nil)
 }
 
 const (
@@ -134,21 +137,27 @@ func (a *antiEntropy) load() error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
+	a.items.reset()
 	if ok && bytes.Equal(clean, []byte{1}) {
 		snap, ok, err := st.GetMeta(metaAEIndex)
 		if err == nil && ok {
 			err = a.index.LoadSnapshot(snap)
 			if err == nil {
-				a.n.log.Debug("anti-entropy index loaded from snapshot", "keys", a.index.Keys())
+				if err := a.fillItems(); err != nil {
+					return err
+				}
+				a.n.log.Debug("anti-entropy index loaded from snapshot", "keys", a.index.Keys(), "took", time.Since(start).Round(time.Millisecond))
 				return st.PutMeta(metaAEClean, []byte{0})
 			}
 			a.n.log.Warn("anti-entropy index snapshot unusable; rebuilding", "err", err)
 		}
 	}
-	start := time.Now()
 	a.index.Reset()
 	err = st.Scan(0, 0, func(hash uint64, key, value []byte) error {
-		a.index.Update(hash, antientropy.Digest{}, antientropy.DigestOf(key, stateOf(value)), 1)
+		d := antientropy.DigestOf(key, stateOf(value))
+		a.index.Update(hash, antientropy.Digest{}, d, 1)
+		a.items.update(hash, 0, false, antientropy.ItemOf(hash, d), true)
 		return nil
 	})
 	if err != nil {
@@ -156,6 +165,28 @@ func (a *antiEntropy) load() error {
 	}
 	a.n.log.Info("anti-entropy index rebuilt", "keys", a.index.Keys(), "took", time.Since(start).Round(time.Millisecond))
 	return st.PutMeta(metaAEClean, []byte{0})
+}
+
+// fillItems fills the item cache from storage (after the index was loaded
+// from its snapshot), unless the keys are too many for it.
+func (a *antiEntropy) fillItems() error {
+	if _, on := a.items.keys(); !on {
+		return nil
+	}
+	if a.index.Keys() > int64(a.n.cfg.AEItemCacheKeys) {
+		a.items.mu.Lock()
+		a.items.drop()
+		a.items.mu.Unlock()
+		return nil
+	}
+	err := a.n.store.Scan(0, 0, func(hash uint64, key, value []byte) error {
+		a.items.update(hash, 0, false, antientropy.ItemOf(hash, antientropy.DigestOf(key, stateOf(value))), true)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("fill anti-entropy item cache: %w", err)
+	}
+	return nil
 }
 
 // save writes the snapshot and the clean marker; the node calls it on Close
@@ -350,10 +381,14 @@ func compareRefs(x itemRef, item uint64) int {
 }
 
 // items enumerates this node's items in s, sorted.
-func (a *antiEntropy) items(s antientropy.RangeSet) ([]uint64, []itemRef, error) {
+func (a *antiEntropy) itemsOf(s antientropy.RangeSet) ([]uint64, []itemRef, error) {
 	var refs []itemRef
 	for _, sp := range s {
 		start, end := sp.HashBounds()
+		var ok bool
+		if refs, ok = a.items.appendRange(refs, start, end); ok {
+			continue
+		}
 		err := a.n.store.Scan(start, end, func(hash uint64, key, value []byte) error {
 			refs = append(refs, itemRef{item: antientropy.ItemOf(hash, antientropy.DigestOf(key, stateOf(value))), hash: hash})
 			return nil
@@ -564,7 +599,7 @@ func (a *antiEntropy) sessionOver(ctx context.Context, peer uint64, e memberEntr
 		}
 		if ini.NeedItems(&reply) {
 			var items []uint64
-			if items, refs, err = a.items(s); err != nil {
+			if items, refs, err = a.itemsOf(s); err != nil {
 				return 0, false, err
 			}
 			ini.SetItems(items)
@@ -879,7 +914,7 @@ func (a *antiEntropy) answer(req aeSyncReq, m *antientropy.Message) (*antientrop
 	if busy {
 		return nil, &rpc.RemoteError{Code: codeUnavailable, Msg: "too many anti-entropy sessions"}
 	}
-	items, refs, err := a.items(s)
+	items, refs, err := a.itemsOf(s)
 	if err != nil {
 		return nil, err
 	}

@@ -482,6 +482,9 @@ func TestTombstoneReaping(t *testing.T) {
 	if reaped == 0 {
 		t.Fatal("no tombstone reaped")
 	}
+	for _, n := range nodes {
+		checkItemCache(t, n.Node)
+	}
 	t.Logf("%d tombstones reaped by first replicas", reaped)
 }
 
@@ -511,6 +514,7 @@ func TestIndexSnapshotAndRebuild(t *testing.T) {
 	if !strings.Contains(logs.String(), "loaded from snapshot") {
 		t.Fatalf("clean restart did not use the snapshot:\n%s", logs.String())
 	}
+	checkItemCache(t, n2.Node)
 	// The clean marker is cleared while running: a crash now means rebuild.
 	if b, _, _ := n2.store.GetMeta(metaAEClean); !bytes.Equal(b, []byte{0}) {
 		t.Fatalf("clean marker while running: %v", b)
@@ -521,4 +525,5 @@ func TestIndexSnapshotAndRebuild(t *testing.T) {
 	if got := n2.ae.index.RangeHash(0, 1<<20); got != want {
 		t.Fatalf("rebuilt index %x, want %x", got, want)
 	}
+	checkItemCache(t, n2.Node)
 }

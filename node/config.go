@@ -188,6 +188,11 @@ type Config struct {
 	// AERateLimit bounds the bytes of states anti-entropy sends per second
 	// (pushes and answers to pulls). Default 64 MiB/s; negative: unlimited.
 	AERateLimit int64
+	// AEItemCacheKeys bounds the keys whose anti-entropy items a node keeps
+	// in memory (about 16 bytes each) so that sessions list them without
+	// reading the data; above it sessions scan storage. Default 4 000 000;
+	// negative: no cache.
+	AEItemCacheKeys int
 	// AESessionTimeout bounds one anti-entropy session with its transfers.
 	// Default 60 s.
 	AESessionTimeout time.Duration
@@ -273,6 +278,7 @@ func DefaultConfig(name, dir string) *Config {
 		RejoinInterval:    time.Second,
 		AEInterval:        2 * time.Second,
 		AERateLimit:       64 << 20,
+		AEItemCacheKeys:   4_000_000,
 		AESessionTimeout:  time.Minute,
 		TombstoneGrace:    24 * time.Hour,
 		ReapInterval:      10 * time.Minute,
@@ -324,6 +330,9 @@ func (c *Config) validate() error {
 	fill(&c.ReapInterval, def.ReapInterval)
 	if c.AERateLimit == 0 {
 		c.AERateLimit = def.AERateLimit
+	}
+	if c.AEItemCacheKeys == 0 {
+		c.AEItemCacheKeys = def.AEItemCacheKeys
 	}
 	if c.MaxKeySize <= 0 {
 		c.MaxKeySize = def.MaxKeySize

@@ -222,4 +222,7 @@ func TestScaleOutAndIn(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes acknowledged and present, %d reads during the changes, %d not found", len(acked), reads.Load(), missing.Load())
+	for _, n := range nodes {
+		checkItemCache(t, n.Node) // after ranges were dropped
+	}
 }

@@ -329,6 +329,7 @@ func (n *Node) dropObsolete(v *view) {
 			return
 		}
 		n.ae.index.ClearLeaves(sp.Lo, sp.Hi)
+		n.ae.items.clear(start, end)
 	}
 	t.mu.Lock()
 	t.mu.dropped += keys

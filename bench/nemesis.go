@@ -63,7 +63,7 @@ func nemesisCommand() *cli.Command {
 			&cli.DurationFlag{Name: "settle-timeout", Value: 2 * time.Minute, Usage: "after the final heal, give up waiting for identical replicas after this long (not converged)"},
 			&cli.DurationFlag{Name: "op-timeout", Value: 5 * time.Second, Usage: "a client request not answered within this is unacknowledged"},
 			&cli.IntFlag{Name: "runs", Value: 1, Usage: "consecutive runs with seeds --seed, --seed+1, …; stops at the first failure"},
-			&cli.BoolFlag{Name: "no-sync", Usage: "nodes do not fsync (acknowledged writes can be lost in a kill: shows that the checker catches it)"},
+			&cli.BoolFlag{Name: "no-sync", Usage: "nodes do not fsync (a kill -9 leaves written data in the page cache, so this rarely loses anything)"},
 			&cli.StringFlag{Name: "binary", Usage: "netns: a built rumor binary (default: go build ./cli/rumor once)"},
 			&cli.StringFlag{Name: "log-level", Value: "error", Usage: "nodes' log level: debug, info, warn, error"},
 			seedFlag(),

@@ -42,6 +42,8 @@ type cluster struct {
 	Nodes  []*node.Node
 	dir    string
 	ownDir bool
+	o      clusterOptions
+	binds  []string // gossip bind address of each node's first open
 }
 
 var errCluster = errors.New("bench: cluster")
@@ -61,7 +63,7 @@ func startCluster(o clusterOptions) (_ *cluster, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	c := &cluster{dir: o.Dir}
+	c := &cluster{dir: o.Dir, o: o}
 	if c.dir == "" {
 		if c.dir, err = os.MkdirTemp("", "rumor-bench-"); err != nil {
 			return nil, fmt.Errorf("%w: temporary directory: %v", errCluster, err)
@@ -75,16 +77,12 @@ func startCluster(o clusterOptions) (_ *cluster, err error) {
 	}()
 	var seed string
 	for i := range o.Nodes {
-		name := fmt.Sprintf("n%d", i+1)
-		cfg := node.DefaultConfig(name, filepath.Join(c.dir, name))
-		if cfg.BindAddr, err = freeLoopback(); err != nil {
+		bind, err := freeLoopback()
+		if err != nil {
 			return nil, err
 		}
-		cfg.RPCAddr = "127.0.0.1:0"
-		cfg.HTTPAddr = "127.0.0.1:0"
-		cfg.N = o.N
-		cfg.NoSync = o.NoSync
-		cfg.Logger = o.Logger
+		c.binds = append(c.binds, bind)
+		cfg := c.config(i)
 		if seed != "" {
 			cfg.Join = []string{seed}
 		}
@@ -93,7 +91,7 @@ func startCluster(o clusterOptions) (_ *cluster, err error) {
 		}
 		n, err := node.Open(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("%w: open %s: %v", errCluster, name, err)
+			return nil, fmt.Errorf("%w: open %s: %v", errCluster, cfg.Name, err)
 		}
 		c.Nodes = append(c.Nodes, n)
 		if seed == "" {
@@ -101,6 +99,57 @@ func startCluster(o clusterOptions) (_ *cluster, err error) {
 		}
 	}
 	return c, c.wait(o.Timeout)
+}
+
+// config is node i's configuration before Tweak.
+func (c *cluster) config(i int) *node.Config {
+	name := fmt.Sprintf("n%d", i+1)
+	cfg := node.DefaultConfig(name, filepath.Join(c.dir, name))
+	cfg.BindAddr = c.binds[i]
+	cfg.RPCAddr = "127.0.0.1:0"
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.N = c.o.N
+	cfg.NoSync = c.o.NoSync
+	cfg.Logger = c.o.Logger
+	return cfg
+}
+
+// stop closes node i (without a leave: it keeps its ranges) unless it is
+// already closed.
+func (c *cluster) stop(i int) error {
+	if err := c.Nodes[i].Close(); err != nil {
+		return fmt.Errorf("%w: close %s: %v", errCluster, c.Nodes[i].Name(), err)
+	}
+	return nil
+}
+
+// reopen opens node i again on the same data directory, gossip and HTTP
+// addresses, joining every other node, after Tweak and then tweak (nil:
+// none). The node must have been stopped.
+func (c *cluster) reopen(i int, tweak func(cfg *node.Config)) error {
+	old := c.Nodes[i]
+	cfg := c.config(i)
+	for j, n := range c.Nodes {
+		if j != i {
+			cfg.Join = append(cfg.Join, n.GossipAddr())
+		}
+	}
+	if c.o.Tweak != nil {
+		c.o.Tweak(i, cfg)
+	}
+	cfg.HTTPAddr = old.HTTPAddr()
+	if cfg.Network == nil {
+		cfg.RPCAddr = old.RPCAddr()
+	}
+	if tweak != nil {
+		tweak(cfg)
+	}
+	n, err := node.Open(cfg)
+	if err != nil {
+		return fmt.Errorf("%w: reopen %s: %v", errCluster, cfg.Name, err)
+	}
+	c.Nodes[i] = n
+	return nil
 }
 
 // wait waits until every node sees every node alive and in its ring.

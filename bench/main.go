@@ -5,6 +5,7 @@
 //	go run ./bench rebalance [--from 3] [--to 16] [--vnodes 4096] [--keys 100000] [--json F] [--plot F]
 //	go run ./bench load [--nodes 3 | --addrs host:port,…] [--client http|embedded] [--concurrency 50] …
 //	go run ./bench partition-heal [--mode inproc|netns] [--nodes 5] [--keys 1000000] [--diverge 10000] [--shape halves] …
+//	go run ./bench nemesis [--mode inproc|netns] [--seed 1] [--duration 60s] [--faults kill,pause,…] [--runs 20] …
 //
 // Each command lives in its own file (rebalance.go, load.go,
 // partitionheal.go with scenario.go); what they
@@ -69,6 +70,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			partitionHealCommand(),
 			crashCommand(),
 			scaleOutCommand(),
+			nemesisCommand(),
 		},
 	}
 }

@@ -60,6 +60,9 @@ type phClusterOptions struct {
 	Log io.Writer
 	// Binary is a built rumor binary (netns); "" builds one.
 	Binary string
+	// AgentArgsFor, when set, adds flags to node i's agent at every start
+	// (netns; see netns.Options.AgentArgsFor).
+	AgentArgsFor func(i int) []string
 }
 
 // phPoolTransport returns t configured to keep a connection per
@@ -215,7 +218,7 @@ func startNetns(ctx context.Context, o phClusterOptions) (_ *netnsCluster, err e
 		args = append(args, "--no-sync")
 	}
 	nc.c, err = netns.Start(ctx, netns.Options{
-		Nodes: o.Nodes, Binary: bin, Dir: dir, AgentArgs: args,
+		Nodes: o.Nodes, Binary: bin, Dir: dir, AgentArgs: args, AgentArgsFor: o.AgentArgsFor,
 		Logf: func(format string, a ...any) { fmt.Fprintf(o.Log, format+"\n", a...) },
 	})
 	if err != nil {

@@ -108,7 +108,11 @@ func (c *Cluster) agentArgs(i int, join []string) []string {
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))
 	}
-	return append(args, c.o.AgentArgs...)
+	args = append(args, c.o.AgentArgs...)
+	if c.o.AgentArgsFor != nil {
+		args = append(args, c.o.AgentArgsFor(i)...)
+	}
+	return args
 }
 
 // startAgent starts node i's agent (`ip netns exec` execs the binary, so the

@@ -86,6 +86,10 @@ type Options struct {
 	// AgentArgs are extra flags for every agent (e.g. "--log-level",
 	// "debug"). Default none.
 	AgentArgs []string
+	// AgentArgsFor, when set, returns extra flags for node i's agent,
+	// after AgentArgs. It is called at every start and Restart, so a
+	// restart can change them (e.g. "--clock-offset", "3s"). Default nil.
+	AgentArgsFor func(i int) []string
 	// Logf receives progress messages. Default: discard.
 	Logf func(format string, args ...any)
 	// StartTimeout bounds how long Start (and Restart) waits for agents to

@@ -711,3 +711,28 @@ func TestStartOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentArgs: AgentArgs go to every agent, AgentArgsFor's to its node,
+// read at every start (so a restart can change them).
+func TestAgentArgs(t *testing.T) {
+	extra := map[int][]string{1: {"--clock-offset", "5s"}}
+	c := &Cluster{o: Options{Binary: "/bin/rumor", AgentArgs: []string{"--log-level", "warn"},
+		AgentArgsFor: func(i int) []string { return extra[i] }}}
+	for i := range 2 {
+		c.nodes = append(c.nodes, NodeInfo{Name: fmt.Sprintf("n%d", i), Namespace: fmt.Sprintf("ns%d", i)})
+	}
+	tail := func(i int) string {
+		a := c.agentArgs(i, nil)
+		return strings.Join(a[len(a)-4:], " ")
+	}
+	if got := tail(0); !strings.HasSuffix(got, "--log-level warn") {
+		t.Errorf("node 0: %q", got)
+	}
+	if got := tail(1); got != "--log-level warn --clock-offset 5s" {
+		t.Errorf("node 1: %q", got)
+	}
+	extra[1] = nil
+	if got := tail(1); strings.Contains(got, "clock-offset") {
+		t.Errorf("node 1 after the change: %q", got)
+	}
+}

@@ -339,7 +339,13 @@ func (a *antiEntropy) call(ctx context.Context, peer uint64, e memberEntry, meth
 	if err != nil {
 		return err
 	}
-	out, err := a.n.call(ctx, e.RPC, method, body)
+	// Each call has its own deadline, well inside the session's: a peer
+	// that vanished mid-session (a crash, a silent cut) costs one call's
+	// wait, not the whole session timeout. A page of states may wait for
+	// the peer's rate limiter, so the bound allows for one at that rate.
+	cctx, cancel := context.WithTimeout(ctx, a.callTimeout())
+	out, err := a.n.call(cctx, e.RPC, method, body)
+	cancel()
 	sent, recv := uint64(len(body)+rpcRequestOverhead), uint64(len(out)+rpcResponseOverhead)
 	if err != nil {
 		recv = 0
@@ -359,6 +365,18 @@ func (a *antiEntropy) call(ctx context.Context, peer uint64, e memberEntry, meth
 		return nil
 	}
 	return decode(out, resp)
+}
+
+// aeCallTimeout bounds one anti-entropy call, besides the time a page of
+// states may wait for the sender's rate limiter.
+const aeCallTimeout = 10 * time.Second
+
+func (a *antiEntropy) callTimeout() time.Duration {
+	d := aeCallTimeout
+	if r := a.n.cfg.AERateLimit; r > 0 {
+		d += time.Duration(float64(aeBatchBytes) / float64(r) * float64(time.Second))
+	}
+	return d
 }
 
 func (a *antiEntropy) peerLocked(id uint64) *aePeer {
@@ -728,14 +746,19 @@ func (a *antiEntropy) pullAll(ctx context.Context, peer uint64, e memberEntry, e
 	pulled := 0
 	a.incoming.Add(expect)
 	defer func() { a.incoming.Add(-expect) }()
+	// The copy holds the repair lock throughout: its pages carry no
+	// context of what this node has (it had nothing), so a state another
+	// session brought in meanwhile would come again. Other sessions' merges
+	// wait (and then send their contexts, which cover what the copy
+	// brought).
+	a.repairMu.Lock()
+	defer a.repairMu.Unlock()
 	for {
 		var resp aePullRangeResp
 		if err := a.call(ctx, peer, e, methodAEPullRange, &req, &resp); err != nil {
 			return pulled, err
 		}
-		a.repairMu.Lock()
 		_, err := a.merge(resp.Pairs)
-		a.repairMu.Unlock()
 		if err != nil {
 			return pulled, err
 		}

@@ -45,17 +45,7 @@ func (c *itemCache) drop() {
 func bucketOf(hash uint64) int { return int(hash >> (64 - itemBucketBits)) }
 
 func cmpRef(x, y itemRef) int {
-	switch {
-	case x.hash < y.hash:
-		return -1
-	case x.hash > y.hash:
-		return 1
-	case x.item < y.item:
-		return -1
-	case x.item > y.item:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(x.hash, y.hash), cmp.Compare(x.item, y.item))
 }
 
 // update replaces the item old (if had) of a key at hash with new (if

@@ -134,6 +134,7 @@ func (n *Node) checkTransfers() {
 	switch self.Status {
 	case StatusJoining:
 		if n.joinDone(v, since) {
+			n.log.Info("join complete: this node holds its ranges", "ring", v.ring.Len(), "keys", n.ae.index.Keys(), "since", since)
 			n.mem.setStatus(StatusMember)
 		} else {
 			// Sessions with the owners not done yet, whatever the ids.
@@ -197,7 +198,15 @@ func (n *Node) joinDone(v *view, since time.Time) bool {
 		return false // it does not know the cluster yet
 	}
 	if v.ring.Len() == 0 {
-		return true // no current owners: nothing to fetch (a new cluster)
+		// No current owners in this view: nothing to fetch (a new
+		// cluster) — unless the view is older than the membership table
+		// the join just brought in.
+		for _, e := range n.mem.rows() {
+			if e.ID != n.id && owner(e.Status) {
+				return false
+			}
+		}
+		return true
 	}
 	isOwner := func(id ring.NodeID) bool { return len(v.curRepl[id]) > 0 }
 	for id := range v.shared {

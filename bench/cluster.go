@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"slices"
 	"time"
 
@@ -77,20 +78,29 @@ func startCluster(o clusterOptions) (_ *cluster, err error) {
 	}()
 	var seed string
 	for i := range o.Nodes {
-		bind, err := freeLoopback()
-		if err != nil {
-			return nil, err
-		}
-		c.binds = append(c.binds, bind)
-		cfg := c.config(i)
-		if seed != "" {
-			cfg.Join = []string{seed}
-		}
-		if o.Tweak != nil {
-			o.Tweak(i, cfg)
-		}
-		n, err := node.Open(cfg)
-		if err != nil {
+		var n *node.Node
+		// The free port can be taken by another process before the node
+		// binds it (tests run in parallel): then try another.
+		for try := 0; ; try++ {
+			bind, err := freeLoopback()
+			if err != nil {
+				return nil, err
+			}
+			c.binds = append(c.binds[:i], bind)
+			cfg := c.config(i)
+			if seed != "" {
+				cfg.Join = []string{seed}
+			}
+			if o.Tweak != nil {
+				o.Tweak(i, cfg)
+			}
+			n, err = node.Open(cfg)
+			if err == nil {
+				break
+			}
+			if try < 5 && strings.Contains(err.Error(), "address already in use") {
+				continue
+			}
 			return nil, fmt.Errorf("%w: open %s: %v", errCluster, cfg.Name, err)
 		}
 		c.Nodes = append(c.Nodes, n)

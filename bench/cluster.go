@@ -7,8 +7,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rumorkv/rumor/node"

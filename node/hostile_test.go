@@ -548,7 +548,9 @@ func TestInFlightLimit(t *testing.T) {
 		fmt.Fprintf(c, "PUT /v1/kv/up%d HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf.", i)
 		uploads = append(uploads, c)
 	}
-	eventually(t, 5*time.Second, func() error {
+	// (Generous: under a loaded CI machine the server takes a while to
+	// reach all of them.)
+	eventually(t, 30*time.Second, func() error {
 		resp, body := httpDo(t, cl, "GET", "http://"+addr+"/v1/kv/up0", nil, false, nil)
 		if resp.StatusCode != 503 {
 			return fmt.Errorf("GET with every slot taken: %d %s", resp.StatusCode, body)

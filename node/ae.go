@@ -583,6 +583,7 @@ func (a *antiEntropy) sessionOver(ctx context.Context, peer uint64, e memberEntr
 	if handoff {
 		spans = flattenSpans(s)
 	}
+	pulledBefore := a.keysPulled.Load() // see pullAll
 	ini := antientropy.NewInitiator(a.cfg, v.hash, a.index.SetHash(s), a.index.SetCount(s))
 	sid := rand.Uint64()
 	msg := ini.Summary()
@@ -635,7 +636,7 @@ func (a *antiEntropy) sessionOver(ctx context.Context, peer uint64, e memberEntr
 		if handoff {
 			return 0, false, nil
 		}
-		moved, err = a.pullAll(ctx, peer, e, remoteCount)
+		moved, err = a.pullAll(ctx, peer, e, s, remoteCount, pulledBefore)
 		return moved, false, err
 	}
 	if hashes := hashesOf(refs, res.LocalOnly); len(hashes) > 0 {
@@ -741,7 +742,7 @@ func (a *antiEntropy) fetch(ctx context.Context, peer uint64, e memberEntry, has
 
 // pullAll copies every state the two share from the peer (this node holds
 // none of them; the peer said it holds expect).
-func (a *antiEntropy) pullAll(ctx context.Context, peer uint64, e memberEntry, expect int64) (int, error) {
+func (a *antiEntropy) pullAll(ctx context.Context, peer uint64, e memberEntry, s antientropy.RangeSet, expect int64, pulledBefore uint64) (int, error) {
 	req := aePullRangeReq{From: a.n.id}
 	pulled := 0
 	a.incoming.Add(expect)
@@ -753,6 +754,11 @@ func (a *antiEntropy) pullAll(ctx context.Context, peer uint64, e memberEntry, e
 	// brought).
 	a.repairMu.Lock()
 	defer a.repairMu.Unlock()
+	if a.keysPulled.Load() != pulledBefore && a.index.SetCount(s) > 0 {
+		// Another session (begun as empty-handed as this one) filled part
+		// of the set since this one began: reconcile next time instead.
+		return 0, errNotEmpty
+	}
 	for {
 		var resp aePullRangeResp
 		if err := a.call(ctx, peer, e, methodAEPullRange, &req, &resp); err != nil {
@@ -774,6 +780,10 @@ func (a *antiEntropy) pullAll(ctx context.Context, peer uint64, e memberEntry, e
 		req.AfterHash, req.AfterKey = ring.KeyHash(last), last
 	}
 }
+
+// errNotEmpty ends a bulk copy that would bring states this node already
+// received from another peer.
+var errNotEmpty = errors.New("anti-entropy: bulk copy abandoned: states arrived from another peer meanwhile")
 
 // responderSession returns a responder session, touching it.
 func (a *antiEntropy) responderSession(id uint64) *aeResponder {

@@ -188,7 +188,12 @@ func TestScaleOutAndIn(t *testing.T) {
 		t.Logf("join n%d: settled in %v; moved %.4f of the copies (ideal %.4f, 1/(n+1) = %.4f)",
 			i, time.Since(start).Round(time.Millisecond), frac, ideal, 1/float64(i))
 		if frac > 1.2/float64(i) {
-			t.Errorf("join n%d moved %.4f of the data, more than 1.2 × %.4f", i, frac, 1/float64(i))
+			byPeer := map[string]uint64{}
+			for name, p := range n.AntiEntropy().Peers {
+				byPeer[name] = p.KeysPulled
+			}
+			t.Errorf("join n%d moved %.4f of the data, more than 1.2 × %.4f; it holds %d keys, pulled %d (by peer %v)",
+				i, frac, 1/float64(i), n.AntiEntropy().Keys, n.AntiEntropy().KeysPulled, byPeer)
 		}
 	}
 	// Shrink 5 → 3: each leaving node hands its ranges over, then stops.

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -258,12 +259,8 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 	if !n.gate.enter() {
 		return nil, errHasLeft
 	}
-	entered := true
-	defer func() {
-		if entered {
-			n.gate.exit()
-		}
-	}()
+	exitGate := sync.OnceFunc(n.gate.exit)
+	defer exitGate()
 	hlc := n.clock.Now()
 	var dot crdt.Dot
 	var reg crdt.Register
@@ -360,8 +357,7 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 			results <- result{primary: isPrimary && replicated, ok: replicated || hinted}
 		})
 	}
-	n.gate.exit()
-	entered = false
+	exitGate() // every replica's state is counted as pending now
 	satisfied := func() bool {
 		if w == Primary || (w == ConsistencyDefault && n.cfg.W == Primary) {
 			return primaryAcked && acks >= need

@@ -17,7 +17,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/rumorkv/rumor/antientropy"
 	"github.com/rumorkv/rumor/crdt"
 	"github.com/rumorkv/rumor/node/storage"
 	"github.com/rumorkv/rumor/ring"
@@ -428,10 +427,6 @@ func (n *Node) Ring() RingInfo {
 	v := n.view.Load()
 	own, next := v.ring.Ownership(), v.next.Ownership()
 	info := RingInfo{N: n.cfg.N, VNodes: v.ring.VNodes(), Moving: v.transfer()}
-	nextRepl := v.curRepl
-	if v.transfer() {
-		nextRepl = antientropy.ReplicatedAll(v.next, n.cfg.N)
-	}
 	for id, e := range v.byID {
 		_, inCur := own[ring.NodeID(id)]
 		_, inNext := next[ring.NodeID(id)]
@@ -447,9 +442,8 @@ func (n *Node) Ring() RingInfo {
 			Ownership: own[ring.NodeID(id)], NextOwnership: next[ring.NodeID(id)], HTTP: e.HTTP})
 		if v.transfer() {
 			m := &info.Members[len(info.Members)-1]
-			now, then := v.curRepl[ring.NodeID(id)], nextRepl[ring.NodeID(id)]
-			m.RangesGaining = len(then.Intersect(now.Complement()))
-			m.RangesLosing = len(now.Intersect(then.Complement()))
+			gaining, losing := v.moving(ring.NodeID(id))
+			m.RangesGaining, m.RangesLosing = len(gaining), len(losing)
 		}
 	}
 	sort.Slice(info.Members, func(i, j int) bool { return info.Members[i].Name < info.Members[j].Name })

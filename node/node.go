@@ -95,8 +95,9 @@ type view struct {
 	// shared holds, per peer, the leaves both this node and the peer
 	// replicate, now or next: what anti-entropy compares with that peer.
 	shared map[ring.NodeID]antientropy.RangeSet
-	// curRepl is, per node, the leaves it replicates now.
-	curRepl map[ring.NodeID]antientropy.RangeSet
+	// curRepl and nextRepl are, per node, the leaves it replicates now
+	// and in the next ring (the same map when no move is under way).
+	curRepl, nextRepl map[ring.NodeID]antientropy.RangeSet
 	// gaining and losing are the leaves this node replicates only in the
 	// next ring, and only in the current one.
 	gaining, losing antientropy.RangeSet
@@ -110,15 +111,15 @@ func newView(cur, nxt *ring.Ring, byID map[uint64]memberEntry, n int, self uint6
 	v := &view{ring: cur, next: nxt, byID: byID, shared: map[ring.NodeID]antientropy.RangeSet{}}
 	v.hash = cur.Hash() ^ bits.RotateLeft64(nxt.Hash(), 17)
 	v.curRepl = antientropy.ReplicatedAll(cur, n)
+	v.nextRepl = v.curRepl
 	repl := v.curRepl
 	if nxt != cur {
 		repl = maps.Clone(v.curRepl)
-		nextRepl := antientropy.ReplicatedAll(nxt, n)
-		for id, s := range nextRepl {
+		v.nextRepl = antientropy.ReplicatedAll(nxt, n)
+		for id, s := range v.nextRepl {
 			repl[id] = repl[id].Union(s)
 		}
-		now, then := v.curRepl[ring.NodeID(self)], nextRepl[ring.NodeID(self)]
-		v.gaining, v.losing = then.Intersect(now.Complement()), now.Intersect(then.Complement())
+		v.gaining, v.losing = v.moving(ring.NodeID(self))
 	}
 	v.mine = repl[ring.NodeID(self)]
 	for id, s := range repl {
@@ -130,6 +131,13 @@ func newView(cur, nxt *ring.Ring, byID map[uint64]memberEntry, n int, self uint6
 		}
 	}
 	return v
+}
+
+// moving returns the leaves node id replicates only in the next ring
+// (gaining) and only in the current one (losing).
+func (v *view) moving(id ring.NodeID) (gaining, losing antientropy.RangeSet) {
+	now, then := v.curRepl[id], v.nextRepl[id]
+	return then.Intersect(now.Complement()), now.Intersect(then.Complement())
 }
 
 // transfer reports whether ranges are moving (the two rings differ).

@@ -131,23 +131,20 @@ func (n *Node) checkTransfers() {
 	}
 	since := t.mu.since
 	t.mu.Unlock()
+	relevant := v.transferPeers(self.Status)
 	switch self.Status {
 	case StatusJoining:
 		if n.joinDone(v, since) {
 			n.log.Info("join complete: this node holds its ranges", "ring", v.ring.Len(), "keys", n.ae.index.Keys(), "since", since)
 			n.mem.setStatus(StatusMember)
 		} else {
-			// Sessions with the owners not done yet, whatever the ids.
-			n.kickWaiting(v, since, func(id ring.NodeID) bool { return len(v.curRepl[id]) > 0 })
+			n.kickWaiting(v, since, relevant)
 		}
 	case StatusLeaving:
 		if n.finishLeave(v, since) {
 			t.once.Do(func() { close(t.left) })
 		} else {
-			n.kickWaiting(v, since, func(id ring.NodeID) bool {
-				e, ok := v.byID[uint64(id)]
-				return ok && next(e.Status)
-			})
+			n.kickWaiting(v, since, relevant)
 		}
 	case StatusLeft:
 		n.gate.left.Store(true) // after a restart
@@ -168,22 +165,54 @@ func (n *Node) checkTransfers() {
 	}
 }
 
+// transferPeers is, for a node joining or leaving, which peers its ranges
+// move from or to: the current owners (joining) or the next ones
+// (leaving). Nil for other states.
+func (v *view) transferPeers(status string) func(ring.NodeID) bool {
+	switch status {
+	case StatusJoining:
+		return func(id ring.NodeID) bool { return len(v.curRepl[id]) > 0 }
+	case StatusLeaving:
+		return func(id ring.NodeID) bool {
+			e, ok := v.byID[uint64(id)]
+			return ok && next(e.Status)
+		}
+	}
+	return nil
+}
+
+// waiting lists the relevant peers this node shares ranges with that have
+// not completed a session with it since the transfer began.
+func (n *Node) waiting(v *view, since time.Time, relevant func(ring.NodeID) bool) []ring.NodeID {
+	var out []ring.NodeID
+	for id := range v.shared {
+		if relevant(id) && !n.ae.completeSince(uint64(id), since) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // kickWaiting asks for sessions with the relevant peers that have not
 // completed one since the transfer began (and are not running one).
 func (n *Node) kickWaiting(v *view, since time.Time, relevant func(ring.NodeID) bool) {
-	for id := range v.shared {
-		if relevant(id) && !n.ae.completeSince(uint64(id), since) {
-			n.ae.trigger(uint64(id))
-		}
+	for _, id := range n.waiting(v, since, relevant) {
+		n.ae.trigger(uint64(id))
 	}
 }
 
-// covers reports whether the peers' shared ranges for which ok holds cover
-// want.
-func covers(v *view, want antientropy.RangeSet, ok func(ring.NodeID) bool) bool {
+// handedOver reports whether the moves of a join or leave are done: every
+// reachable relevant peer completed a session with this node since the
+// transfer began, and those sessions covered want.
+func (n *Node) handedOver(v *view, since time.Time, relevant func(ring.NodeID) bool, want antientropy.RangeSet) bool {
+	for _, id := range n.waiting(v, since, relevant) {
+		if n.mem.reachable(v.byID[uint64(id)].Name) {
+			return false
+		}
+	}
 	var got antientropy.RangeSet
 	for id, s := range v.shared {
-		if ok(id) {
+		if relevant(id) && n.ae.completeSince(uint64(id), since) {
 			got = got.Union(s)
 		}
 	}
@@ -208,15 +237,7 @@ func (n *Node) joinDone(v *view, since time.Time) bool {
 		}
 		return true
 	}
-	isOwner := func(id ring.NodeID) bool { return len(v.curRepl[id]) > 0 }
-	for id := range v.shared {
-		if isOwner(id) && n.mem.reachable(v.byID[uint64(id)].Name) && !n.ae.completeSince(uint64(id), since) {
-			return false
-		}
-	}
-	return covers(v, v.mine, func(id ring.NodeID) bool {
-		return isOwner(id) && n.ae.completeSince(uint64(id), since)
-	})
+	return n.handedOver(v, since, v.transferPeers(StatusJoining), v.mine)
 }
 
 // leaveDone reports whether the nodes taking this leaving node's ranges
@@ -227,18 +248,7 @@ func (n *Node) leaveDone(v *view, since time.Time) bool {
 	if r, h := n.outbound(); r > 0 || h > 0 {
 		return false // writes it took or hints it holds go first
 	}
-	nextOwner := func(id ring.NodeID) bool {
-		e, ok := v.byID[uint64(id)]
-		return ok && next(e.Status)
-	}
-	for id := range v.shared {
-		if nextOwner(id) && n.mem.reachable(v.byID[uint64(id)].Name) && !n.ae.completeSince(uint64(id), since) {
-			return false
-		}
-	}
-	return covers(v, v.curRepl[ring.NodeID(n.id)], func(id ring.NodeID) bool {
-		return nextOwner(id) && n.ae.completeSince(uint64(id), since)
-	})
+	return n.handedOver(v, since, v.transferPeers(StatusLeaving), v.curRepl[ring.NodeID(n.id)])
 }
 
 // dropObsolete hands over and then drops keys in leaves this node
@@ -450,18 +460,17 @@ func (p *progress) note(left uint64, now time.Time) float64 {
 func (n *Node) Transfers() TransferStatus {
 	self := n.mem.selfRow()
 	v := n.view.Load()
-	t := &n.xfer
-	t.mu.Lock()
-	since, dropped := t.mu.since, t.mu.dropped
-	t.mu.Unlock()
-	st := TransferStatus{State: self.Status, Moving: v.transfer(), DroppedKeys: dropped,
+	st := TransferStatus{State: self.Status, Moving: v.transfer(),
 		ObsoleteKeys:  n.ae.index.SetCount(v.mine.Complement()),
 		RangesGaining: len(v.gaining), RangesLosing: len(v.losing)}
 	st.KeysLeft = uint64(max(n.ae.incoming.Load(), 0)) + st.ObsoleteKeys
 	if pulled := n.ae.keysPulled.Load(); pulled > 0 {
 		st.BytesLeft = uint64(float64(st.KeysLeft) * float64(n.ae.bytesReceived.Load()) / float64(pulled))
 	}
+	t := &n.xfer
 	t.mu.Lock()
+	since := t.mu.since
+	st.DroppedKeys = t.mu.dropped
 	st.KeysPerSec = t.mu.progress.note(st.KeysLeft, time.Now())
 	t.mu.Unlock()
 	if st.KeysLeft == 0 {
@@ -471,17 +480,10 @@ func (n *Node) Transfers() TransferStatus {
 		eta := float64(st.KeysLeft) / st.KeysPerSec
 		st.ETASeconds = &eta
 	}
-	if self.Status == StatusJoining || self.Status == StatusLeaving {
+	if relevant := v.transferPeers(self.Status); relevant != nil {
 		st.Since = since
-		for id := range v.shared {
-			e := v.byID[uint64(id)]
-			relevant := len(v.curRepl[id]) > 0
-			if self.Status == StatusLeaving {
-				relevant = next(e.Status)
-			}
-			if relevant && !n.ae.completeSince(uint64(id), since) {
-				st.Waiting = append(st.Waiting, e.Name)
-			}
+		for _, id := range n.waiting(v, since, relevant) {
+			st.Waiting = append(st.Waiting, v.byID[uint64(id)].Name)
 		}
 	}
 	return st

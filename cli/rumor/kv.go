@@ -268,8 +268,7 @@ func transferProgress(c *cli.Context, members []node.RingMemberInfo) []*node.Tra
 			var st struct {
 				Transfer node.TransferStatus `json:"transfer"`
 			}
-			cl := client.New(m.HTTP, &client.Options{Token: lookup(c, "token")})
-			if err := cl.GetJSON(ctx, "/v1/status", &st); err == nil {
+			if err := newClientAt(c, m.HTTP).GetJSON(ctx, "/v1/status", &st); err == nil {
 				out[i] = &st.Transfer
 			}
 		}()

@@ -190,7 +190,12 @@ func noArgs(c *cli.Context) error {
 // newClient builds a client from the command's flags (command level wins
 // over global).
 func newClient(c *cli.Context) *client.Client {
-	return client.New(lookup(c, "addr"), &client.Options{Token: lookup(c, "token")})
+	return newClientAt(c, lookup(c, "addr"))
+}
+
+// newClientAt is newClient for another node's address.
+func newClientAt(c *cli.Context, addr string) *client.Client {
+	return client.New(addr, &client.Options{Token: lookup(c, "token")})
 }
 
 // lookup returns a string flag from the command if it was set there, else

@@ -359,7 +359,9 @@ func (r *crashRun) since(t time.Time) float64 { return t.Sub(r.start).Seconds() 
 func (r *crashRun) run(ctx context.Context, res *crashResult) error {
 	cfg := r.cfg
 	conns := cfg.Writers + 64
-	r.tr = poolTransportCrash(conns)
+	r.tr = phPoolTransport(&http.Transport{
+		DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	}, conns)
 	r.hc = &http.Client{Transport: r.tr, Timeout: 20 * time.Second}
 	for i := range cfg.Nodes {
 		n := &crashNode{idx: i, name: fmt.Sprintf("n%d", i+1)}
@@ -488,19 +490,6 @@ func (r *crashRun) run(ctx context.Context, res *crashResult) error {
 	}
 	res.Seconds = time.Since(r.start).Seconds()
 	return nil
-}
-
-// poolTransportCrash is a transport keeping a connection per concurrent
-// request.
-func poolTransportCrash(conns int) *http.Transport {
-	return &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        4 * conns,
-		MaxIdleConnsPerHost: conns,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -69,9 +69,11 @@ func (n *Node) handleState(w http.ResponseWriter, r *http.Request) {
 func (n *Node) httpHandler() http.Handler {
 	routes := map[string]http.HandlerFunc{
 		"/v1/members": n.handleMembers,
-		"/v1/ring":    n.handleRing,
+		"/v1/ring":    n.handleRingArcs, // handleRing unless ?arcs=1
 		healthPath:    n.handleHealth,
 		"/v1/status":  n.handleStatus,
+		"/ui":         n.handleUI,
+		"/ui/":        n.handleUI,
 	}
 	return n.guardHTTP(func(w http.ResponseWriter, r *http.Request) {
 		// Routing is by hand, not with ServeMux: keys are taken from the

@@ -659,7 +659,7 @@ func (m *membership) join(addrs []string) bool {
 		if m.hasJoined() {
 			m.n.log.Debug("join failed", "addrs", addrs, "err", err)
 		} else if ok, attempts, _ := m.n.logLim.seeds.note(logRepeatEvery, 1); ok {
-			m.n.log.Warn("cannot join the cluster yet: no seed answered; retrying", "seeds", addrs,
+			m.n.log.Warn("cannot join the cluster yet: no seed or known member answered; retrying", "tried", addrs,
 				"err", oneLineErr(err), "attempts_since_last_line", attempts, "retry_every", m.n.cfg.RejoinInterval)
 		}
 		return false

@@ -232,14 +232,14 @@ func splitList(items []string) []string {
 }
 
 // resolveSettings finds every setting's value and source: the command line
-// (c), else the environment (env), else the configuration file, else the
-// default.
+// (c), else the environment (env; an empty variable counts as unset), else
+// the configuration file, else the default.
 func resolveSettings(c *cli.Context, env func(string) (string, bool)) (*settings, error) {
 	s := &settings{hidden: map[string]bool{}, vals: map[string]any{}, src: map[string]string{}, defs: map[string]any{}}
 	path, fromEnv := c.String(flagConfig), false
 	if !c.IsSet(flagConfig) {
 		path, fromEnv = "", true
-		if v, ok := env(envConfig); ok {
+		if v, ok := env(envConfig); ok && v != "" {
 			path = v
 		}
 	}
@@ -265,7 +265,7 @@ func resolveSettings(c *cli.Context, env func(string) (string, bool)) (*settings
 		if c.IsSet(name) {
 			v, s.src[name] = flagValue(c, f), srcFlag
 			err = check(name, v, "--"+name)
-		} else if raw, ok := env(ev); ok {
+		} else if raw, ok := env(ev); ok && raw != "" {
 			s.src[name] = srcEnv + " " + ev
 			if v, err = parseEnv(f, raw); err != nil {
 				err = fmt.Errorf("bad %s %q: %v", ev, raw, err)

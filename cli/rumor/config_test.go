@@ -70,6 +70,7 @@ no-sync = true
 	t.Setenv("RUMOR_REPLICAS", "4")
 	t.Setenv("RUMOR_ZONE", "rack-1")
 	t.Setenv("RUMOR_JOIN", "seed-a:7946, seed-b:7946")
+	t.Setenv("RUMOR_DATA", "") // empty: unset, the file's value stands
 	p := printConfig(t, "--config", file, "--replicas", "2", "--r", "quorum")
 
 	want := map[string]struct {

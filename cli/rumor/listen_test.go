@@ -132,7 +132,7 @@ func TestAgentSeedRetried(t *testing.T) {
 	a1.waitHealthy(t, h1)
 	eventually(t, 10*time.Second, func() error {
 		s := a1.stderr.String()
-		for _, w := range []string{"cannot join the cluster yet: no seed answered; retrying", "no-such-host.invalid:7946", "localhost:" + portOf(t, later)} {
+		for _, w := range []string{"cannot join the cluster yet: no seed or known member answered; retrying", "no-such-host.invalid:7946", "localhost:" + portOf(t, later)} {
 			if !strings.Contains(s, w) {
 				return fmt.Errorf("stderr lacks %q:\n%s", w, s)
 			}

@@ -413,12 +413,13 @@ func TestUIChromium(t *testing.T) {
 		t.Skip("chromium not installed: apt-get install chromium")
 	}
 	nodes := startCluster(t, 3, nil)
-	// A node without /v1/cluster answers 404, which the page expects;
-	// Chromium logs every failed request.
-	missingCluster := func(url, text string) bool {
-		return strings.HasSuffix(url, "/v1/cluster") && strings.Contains(text, "404")
+	const keys = 30
+	for i := range keys {
+		if _, err := nodes[i%3].Put(bg, []byte(fmt.Sprintf("ui-%d", i)), []byte("v"), &WriteOptions{W: All}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	d := openUI(t, "http://"+nodes[0].HTTPAddr()+"/ui", missingCluster)
+	d := openUI(t, "http://"+nodes[0].HTTPAddr()+"/ui", nil)
 	names := []string{"n1", "n2", "n3"}
 
 	s := d.wait(20*time.Second, "three nodes drawn and alive", func(s uiSnapshot) error {
@@ -442,6 +443,16 @@ func TestUIChromium(t *testing.T) {
 	if s.Self != "n1" || s.Banner != "" || s.Updated == "" {
 		t.Fatalf("header: self %q, banner %q, updated %q", s.Self, s.Banner, s.Updated)
 	}
+	// /v1/cluster fills the statistics: with N=3 every node holds every key.
+	aeCell := regexp.MustCompile(`^\d+ / \d+$`)
+	d.wait(20*time.Second, "statistics of every node", func(s uiSnapshot) error {
+		for _, r := range s.Rows {
+			if len(r.Cells) != 10 || r.Cells[5] != fmt.Sprint(keys) || r.Cells[6] != "0" || !aeCell.MatchString(r.Cells[7]) || r.Warn != "" {
+				return fmt.Errorf("row %s: %q (warning %q)", r.Node, r.Cells, r.Warn)
+			}
+		}
+		return nil
+	})
 	own := map[string]float64{}
 	for _, m := range nodes[0].Ring().Members {
 		own[m.Name] = m.Ownership
@@ -467,6 +478,15 @@ func TestUIChromium(t *testing.T) {
 		for _, a := range s.Arcs {
 			if a.Node == "n3" && !strings.Contains(a.Class, "down") {
 				return fmt.Errorf("n3's arcs are drawn as up: class %q", a.Class)
+			}
+		}
+		return nil
+	})
+	// n1 cannot ask n3 for its statistics any more: "-" and a warning.
+	d.wait(15*time.Second, "n3's statistics gone", func(s uiSnapshot) error {
+		for _, r := range s.Rows {
+			if r.Node == "n3" && (r.Cells[5] != "-" || r.Warn == "") {
+				return fmt.Errorf("row n3: %q (warning %q)", r.Cells, r.Warn)
 			}
 		}
 		return nil

@@ -72,6 +72,7 @@ func (n *Node) httpHandler() http.Handler {
 		"/v1/ring":    n.handleRing,
 		healthPath:    n.handleHealth,
 		"/v1/status":  n.handleStatus,
+		metricsPath:   n.handleMetrics,
 	}
 	return n.guardHTTP(func(w http.ResponseWriter, r *http.Request) {
 		// Routing is by hand, not with ServeMux: keys are taken from the
@@ -134,7 +135,7 @@ func (n *Node) guardHTTP(next http.HandlerFunc) http.Handler {
 		if r.ContentLength != 0 {
 			w.Header().Set("Connection", "close")
 		}
-		if r.URL.Path != healthPath {
+		if r.URL.Path != healthPath && r.URL.Path != metricsPath {
 			select {
 			case n.httpLim.inflight <- struct{}{}:
 				defer func() { <-n.httpLim.inflight }()

@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -499,6 +501,52 @@ func TestResultOf(t *testing.T) {
 	} {
 		if got := resultOf(err); got != want {
 			t.Errorf("resultOf(%v) = %q, want %q", err, got, want)
+		}
+	}
+}
+
+// docs/metrics.md lists every rumor_ metric a node exports, and nothing
+// else.
+func TestMetricsDocumented(t *testing.T) {
+	cfg := testConfig(t, "solo", "")
+	cfg.InMemory = true
+	n := openNode(t, cfg)
+	fams, err := n.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `(rumor_[a-z_]+)` \\|").FindAllSubmatch(doc, -1) {
+		documented[string(m[1])] = true
+	}
+	// What a lone node exports, and the families that need peers (from
+	// the collector's descriptors).
+	exported := map[string]bool{}
+	for _, mf := range fams {
+		if name := mf.GetName(); strings.HasPrefix(name, "rumor_") {
+			exported[name] = true
+		}
+	}
+	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
+	for _, d := range nodeDescs {
+		m := fqName.FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatalf("no name in %s", d)
+		}
+		exported[m[1]] = true
+	}
+	for name := range exported {
+		if !documented[name] {
+			t.Errorf("%s is not in docs/metrics.md", name)
+		}
+	}
+	for name := range documented {
+		if !exported[name] {
+			t.Errorf("docs/metrics.md lists %s, which the node does not export", name)
 		}
 	}
 }

@@ -91,6 +91,7 @@ var rpcMethodNames = [...]string{
 	methodAENeed:         "ae_need",
 	methodAEFetch:        "ae_fetch",
 	methodReplicateBatch: "replicate_batch",
+	methodSummary:        "summary",
 }
 
 // latencyBuckets fit a store answering in well under a millisecond on a
@@ -268,6 +269,7 @@ var (
 	descAESessionsSync  = newDesc("antientropy_sessions_in_sync_total", "Initiated sessions that found the replicas in sync.")
 	descAEKeysPulled    = newDesc("antientropy_keys_pulled_total", "States pulled from peers by anti-entropy.")
 	descAEKeysRepaired  = newDesc("antientropy_keys_repaired_total", "Keys anti-entropy changed here (repaired).")
+	descAEBytesRepaired = newDesc("antientropy_repaired_bytes_total", "Bytes of the received states that changed a copy here.")
 	descAEBytesSent     = newDesc("antientropy_sent_bytes_total", "Bytes sent in anti-entropy sessions.")
 	descAEBytesReceived = newDesc("antientropy_received_bytes_total", "Bytes received in anti-entropy sessions.")
 	descAESymbols       = newDesc("antientropy_symbols_total", "Reconciliation symbols exchanged.")
@@ -409,6 +411,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descAESessionsSync, float64(ae.SessionsInSync))
 	counter(descAEKeysPulled, float64(ae.KeysPulled))
 	counter(descAEKeysRepaired, float64(ae.KeysRepaired))
+	counter(descAEBytesRepaired, float64(ae.BytesRepaired))
 	counter(descAEBytesSent, float64(ae.BytesSent))
 	counter(descAEBytesReceived, float64(ae.BytesReceived))
 	counter(descAESymbols, float64(ae.Symbols))

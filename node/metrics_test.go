@@ -306,7 +306,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		}
 		return nil
 	})
-	for _, name := range []string{"rumor_antientropy_keys_pulled_total", "rumor_antientropy_keys_repaired_total",
+	for _, name := range []string{"rumor_antientropy_keys_pulled_total", "rumor_antientropy_keys_repaired_total", "rumor_antientropy_repaired_bytes_total",
 		"rumor_antientropy_ranges_in_sync", "rumor_antientropy_sessions_in_sync_total", "rumor_antientropy_symbols_total"} {
 		value(t, mfs, name)
 	}

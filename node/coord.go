@@ -303,7 +303,10 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 		}
 		if s := len(reg.Live()); s > n.cfg.SiblingWarn {
 			n.metrics.siblingWarnings.Add(1)
-			n.log.Warn("key has many siblings; resolve them with a context write", "key", string(key), "siblings", s)
+			if ok, events, _ := n.logLim.siblings.note(logRepeatEvery, 1); ok {
+				n.log.Warn("key has many siblings; resolve them with a context write", "key", string(key), "siblings", s,
+					"writes_over_limit_since_last_line", events)
+			}
 		}
 	} else {
 		// One-off actor: its only dot is this one, so nothing can be
@@ -431,7 +434,9 @@ func (n *Node) replicateOrHint(v *view, pref []ring.NodeID, target uint64, key [
 		n.log.Debug("fallback hint failed; keeping the hint here", "holder", holder.Name, "err", err)
 	}
 	if err := n.storeHint(target, key, reg); err != nil {
-		n.log.Error("store hint", "target", fmt.Sprintf("%016x", target), "err", err)
+		if ok, events, _ := n.logLim.hintStore.note(logRepeatEvery, 1); ok {
+			n.log.Error("store hint", "target", fmt.Sprintf("%016x", target), "err", err, "failures_since_last_line", events)
+		}
 		return false, false
 	}
 	return false, true
@@ -669,7 +674,9 @@ collect:
 		n.metrics.readRepairs.Add(1)
 		if a.node == n.id {
 			if _, _, err := n.mergeLocal(key, merged); err != nil {
-				n.log.Warn("read repair (local)", "err", err)
+				if ok, events, _ := n.logLim.readRepair.note(logRepeatEvery, 1); ok {
+					n.log.Warn("read repair (local)", "err", err, "failures_since_last_line", events)
+				}
 			}
 			continue
 		}

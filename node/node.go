@@ -82,6 +82,7 @@ type Node struct {
 	xfer      transfers
 
 	metrics metrics
+	prom    *promMetrics // metrics.go
 	// logLim rate-limits log lines that could otherwise repeat per request.
 	logLim logLimits
 }
@@ -178,6 +179,7 @@ func Open(cfg *Config) (_ *Node, err error) {
 	}
 	n := &Node{cfg: c, log: c.Logger.With("node", c.Name), readSlots: make(chan struct{}, maxRemoteReads)}
 	n.xfer.left = make(chan struct{})
+	n.prom = newPromMetrics(n)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if off := c.ClockOffset; off != 0 {
 		n.clock = crdt.NewClock(func() time.Time { return time.Now().Add(off) })
@@ -242,7 +244,7 @@ func Open(cfg *Config) (_ *Node, err error) {
 	}
 	n.rpc = rpc.NewClient(rpc.ClientOptions{Dialer: dialer, Logger: n.log})
 	cleanup = append(cleanup, func() { n.rpc.Close() })
-	n.rpcSrv = rpc.NewServer(rpc.HandlerFunc(n.serveRPC), rpc.ServerOptions{Logger: n.log})
+	n.rpcSrv = rpc.NewServer(rpc.HandlerFunc(n.serveRPCTimed), rpc.ServerOptions{Logger: n.log})
 
 	if c.HTTPAddr != "" {
 		n.httpLn, err = net.Listen("tcp", c.HTTPAddr)

@@ -130,6 +130,8 @@ func TestMemberlistLevel(t *testing.T) {
 		{"[INFO] memberlist: Marking n2 as failed, suspect timeout reached (0 peer confirmations)", slog.LevelInfo, "Marking n2 as failed, suspect timeout reached (0 peer confirmations)"},
 		{"[WARN] memberlist: Refuting a suspect message (from: n2)", slog.LevelWarn, "Refuting a suspect message (from: n2)"},
 		{"[ERR] memberlist: Failed fallback TCP ping: timeout", slog.LevelError, "Failed fallback TCP ping: timeout"},
+		{"[ERR] memberlist: Failed to send indirect UDP ping: write udp 127.0.0.1:7946->127.0.0.1:7956: use of closed network connection", slog.LevelDebug,
+			"Failed to send indirect UDP ping: write udp 127.0.0.1:7946->127.0.0.1:7956: use of closed network connection"},
 		{"[ERROR] memberlist: Failed to encrypt local state: x", slog.LevelError, "Failed to encrypt local state: x"},
 		// The node reports join failures itself.
 		{"[WARN] memberlist: failed to resolve seed:7946: no such host", slog.LevelDebug, "failed to resolve seed:7946: no such host"},

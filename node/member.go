@@ -487,6 +487,10 @@ func memberlistLevel(line string) (slog.Level, string) {
 	if strings.HasPrefix(line, "failed to resolve ") || strings.HasPrefix(line, "failed to join ") {
 		level = slog.LevelDebug
 	}
+	// A probe racing this node's own shutdown is not an error.
+	if strings.Contains(line, "use of closed network connection") {
+		level = slog.LevelDebug
+	}
 	return level, line
 }
 

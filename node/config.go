@@ -240,9 +240,22 @@ type Config struct {
 	// resurrects writes (causality comes from dots, not timestamps).
 	ClockOffset time.Duration
 
+	// GossipKeys encrypt gossip (AES-GCM; each key 16, 24 or 32 bytes:
+	// AES-128, -192 or -256): the first is the primary, which gossip is
+	// encrypted with; every key decrypts. They seed the node's keyring
+	// only when it has no keyring file yet: a keyring file, kept up to
+	// date by rotations (Node.Keyring), wins over them. Default: none, and
+	// without a keyring file gossip is not encrypted.
+	GossipKeys [][]byte
+	// KeyringFile is where the keyring is kept (JSON, mode 0600).
+	// Default: "keyring" in DataDir; in memory only for an InMemory node.
+	KeyringFile string
+
 	// Memberlist is the base memberlist configuration. Default
 	// memberlist.DefaultLANConfig with faster failure detection. Name, bind
-	// and advertise addresses and the delegates are overwritten.
+	// and advertise addresses, the delegates and the keyring are
+	// overwritten; its Keyring and SecretKey must be unset (use
+	// GossipKeys).
 	Memberlist *memberlist.Config
 	// Network overrides how the node listens and dials (tests use a
 	// fault-injecting network). Default: real TCP/UDP sockets.
@@ -403,6 +416,14 @@ func (c *Config) validate() error {
 	}
 	if c.R == Primary {
 		return fmt.Errorf("%w: R cannot be primary", errConfig)
+	}
+	for i, k := range c.GossipKeys {
+		if err := checkGossipKey(k); err != nil {
+			return fmt.Errorf("%w: gossip key %d: %w", errConfig, i+1, err)
+		}
+	}
+	if c.Memberlist != nil && (c.Memberlist.Keyring != nil || len(c.Memberlist.SecretKey) > 0) {
+		return fmt.Errorf("%w: set GossipKeys, not Memberlist.Keyring or Memberlist.SecretKey", errConfig)
 	}
 	// Zero values mean defaults (a Config built by hand, not by
 	// DefaultConfig).

@@ -817,6 +817,9 @@ func (n *Node) serveRPC(ctx context.Context, from net.Addr, method uint16, body 
 	if method == methodSummary {
 		return n.serveSummary()
 	}
+	if method == methodKeyring {
+		return n.serveKeyring(body)
+	}
 	if isAEMethod(method) {
 		return n.ae.serve(ctx, method, body)
 	}

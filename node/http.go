@@ -89,6 +89,9 @@ func (n *Node) httpHandler() http.Handler {
 			return
 		case strings.HasPrefix(r.URL.Path, statePrefix):
 			h, ok = n.handleState, true
+		case r.URL.Path == keyringPrefix || strings.HasPrefix(r.URL.Path, keyringPrefix+"/"):
+			n.handleKeyring(w, r) // GET lists; POST install, use, remove (keyring.go)
+			return
 		case r.URL.Path == "/v1/leave" || strings.HasPrefix(r.URL.Path, removePrefix):
 			if r.Method != http.MethodPost {
 				w.Header().Set("Allow", "POST")

@@ -430,6 +430,13 @@ func newMembership(n *Node, prev []memberEntry) (*membership, error) {
 	mc.Delegate = g
 	mc.Events = g
 	mc.LogOutput = nil
+	// Gossip encryption (keyring.go): every packet and stream encrypted
+	// with the ring's primary key, nothing accepted in plaintext.
+	mc.SecretKey = nil
+	mc.Keyring = n.keyring.ring
+	if mc.Keyring != nil {
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	mc.Logger = log.New(slogWriter{n}, "", 0)
 	if cfg.Network != nil {
 		t, err := cfg.Network.Transport(cfg.BindAddr)

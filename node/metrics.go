@@ -92,6 +92,7 @@ var rpcMethodNames = [...]string{
 	methodAEFetch:        "ae_fetch",
 	methodReplicateBatch: "replicate_batch",
 	methodSummary:        "summary",
+	methodKeyring:        "keyring",
 }
 
 // latencyBuckets fit a store answering in well under a millisecond on a

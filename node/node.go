@@ -85,6 +85,8 @@ type Node struct {
 	prom    *promMetrics // metrics.go
 	// logLim rate-limits log lines that could otherwise repeat per request.
 	logLim logLimits
+	// keyring is the gossip encryption keyring (keyring.go).
+	keyring *gossipKeyring
 }
 
 // view is an immutable snapshot of the ring and the members it was built
@@ -212,6 +214,10 @@ func Open(cfg *Config) (_ *Node, err error) {
 	n.id = n.store.NodeID()
 	if err := n.ae.load(); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
+	}
+
+	if n.keyring, err = loadKeyring(&n.cfg, n.log); err != nil {
+		return nil, err
 	}
 
 	var prev []memberEntry

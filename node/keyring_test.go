@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // newKey returns a random gossip key of size bytes.
@@ -490,4 +493,386 @@ func TestGossipKeyRequired(t *testing.T) {
 	cfg := testConfig(t, "withkey", t.TempDir(), nodes[0].GossipAddr())
 	cfg.GossipKeys = [][]byte{key}
 	waitMembers(t, append(nodes, openNode(t, cfg)), 3)
+}
+
+// keyringCall performs a keyring request over n's HTTP API: GET
+// /v1/keyring when op is list, else POST /v1/keyring/{op} with body. It
+// returns the status and the decoded answer.
+func keyringCall(t *testing.T, n *testNode, op string, body string) (int, KeyringResponse, string) {
+	t.Helper()
+	method, url := http.MethodGet, "http://"+n.HTTPAddr()+"/v1/keyring"
+	var rd io.Reader
+	if op != KeyringList {
+		method, url, rd = http.MethodPost, url+"/"+op, strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kr KeyringResponse
+	_ = json.Unmarshal(b, &kr)
+	return resp.StatusCode, kr, string(b)
+}
+
+func keyBody(k []byte) string { return fmt.Sprintf(`{"key": %q}`, encodeKey(k)) }
+
+// wantRing checks that every member answered with keys (primary first).
+func wantRing(t *testing.T, r KeyringResponse, members int, keys ...[]byte) {
+	t.Helper()
+	if r.Members != members || r.OK != members || r.Failed != 0 || len(r.Nodes) != members {
+		t.Fatalf("%s: %d members, %d ok, %d failed, want %d ok: %+v", r.Op, r.Members, r.OK, r.Failed, members, r)
+	}
+	for _, row := range r.Nodes {
+		if !row.OK || !slices.Equal(row.Keys, enc(keys...)) || row.Primary != encodeKey(keys[0]) {
+			t.Fatalf("%s: %s has %v (primary %s), want %v: %+v", r.Op, row.Name, row.Keys, row.Primary, enc(keys...), r)
+		}
+	}
+	if len(r.Keys) != len(keys) {
+		t.Fatalf("%s: summary has %d keys, want %d: %+v", r.Op, len(r.Keys), len(keys), r.Keys)
+	}
+	for i, k := range keys {
+		ki := r.Keys[encodeKey(k)]
+		if ki.Members != members || len(ki.MissingOn) != 0 || (i == 0) != (len(ki.PrimaryOn) == members) {
+			t.Fatalf("%s: summary of key %d: %+v", r.Op, i, ki)
+		}
+	}
+}
+
+// gossipWatch samples every node's view of the others and their logs until
+// stopped, and collects anything that is not every member alive: a member
+// suspect or dead in memberlist or in the node's member list, and any
+// memberlist warning or error, suspicion or failed decryption in the logs.
+type gossipWatch struct {
+	stop, done chan struct{}
+	mu         sync.Mutex
+	bad        []string
+	samples    int
+}
+
+func watchGossip(nodes []*testNode, caps []*logCapture) *gossipWatch {
+	w := &gossipWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	from := make([]int, len(caps))
+	for i, c := range caps {
+		_, from[i] = c.since(0)
+	}
+	go func() {
+		defer close(w.done)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var bad []string
+			for _, n := range nodes {
+				ms := n.mem.ml.Members()
+				if len(ms) != len(nodes) {
+					bad = append(bad, fmt.Sprintf("%s: memberlist knows %d members", n.Name(), len(ms)))
+				}
+				for _, m := range ms {
+					if m.State != memberlist.StateAlive {
+						bad = append(bad, fmt.Sprintf("%s: memberlist has %s in state %v", n.Name(), m.Name, m.State))
+					}
+				}
+				for _, m := range n.Members() {
+					if m.State != StateAlive {
+						bad = append(bad, fmt.Sprintf("%s: %s is %s", n.Name(), m.Name, m.State))
+					}
+				}
+			}
+			for i, c := range caps {
+				var lines []string
+				lines, from[i] = c.since(from[i])
+				for _, l := range lines {
+					lower := strings.ToLower(l)
+					if strings.Contains(l, "component=memberlist") && (strings.HasPrefix(l, "WARN") || strings.HasPrefix(l, "ERROR") ||
+						strings.Contains(lower, "suspect") || strings.Contains(lower, "crypt") || strings.Contains(lower, "as failed")) {
+						bad = append(bad, "log: "+l)
+					}
+				}
+			}
+			w.mu.Lock()
+			w.bad = append(w.bad, bad...)
+			w.samples++
+			w.mu.Unlock()
+			select {
+			case <-w.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return w
+}
+
+// finish stops the watch and returns what it saw wrong and how many
+// samples it took.
+func (w *gossipWatch) finish() ([]string, int) {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.bad, w.samples
+}
+
+// TestKeyringRotationUnderLoad is issue 8's rotation test: three nodes,
+// writes running throughout, the key rotated over the HTTP API (install
+// the new key and another, use the new one, remove the old one — in the
+// middle of the ring — and the other), each step through another node. No
+// member is ever suspect or dead, memberlist never fails to decrypt, no
+// write fails, the old key is gone everywhere, and a restarted node comes
+// back with the new keyring from its file (its configuration still names
+// the old key). Finally a deliberately broken step (one node encrypting
+// with a key the others lack) shows that the watch catches a bad rotation.
+func TestKeyringRotationUnderLoad(t *testing.T) {
+	oldKey, newK, extra := newKey(t, 32), newKey(t, 32), newKey(t, 16)
+	nodes, caps := keyedCluster(t, 3, oldKey, func(c *Config) {
+		// Probes that only a key mismatch fails, not a loaded machine.
+		c.Memberlist.ProbeInterval = 400 * time.Millisecond
+		c.Memberlist.ProbeTimeout = 300 * time.Millisecond
+	})
+	_, first, _ := keyringCall(t, nodes[0], KeyringList, "")
+	wantRing(t, first, 3, oldKey)
+
+	watch := watchGossip(nodes, caps)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var writes int
+	var writeErrs []error
+	for g := 0; g < 3; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("g%d-%d", g, i)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := nodes[(g+i)%3].Put(ctx, []byte(key), []byte("v"), &WriteOptions{W: Quorum})
+				cancel()
+				mu.Lock()
+				writes++
+				if err != nil {
+					writeErrs = append(writeErrs, fmt.Errorf("put %s: %w", key, err))
+				}
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	settle := func() { time.Sleep(time.Second) } // gossip, probes and a push-pull under each ring
+
+	settle()
+	steps := []struct {
+		via  int
+		op   string
+		key  []byte
+		want [][]byte
+	}{
+		{0, KeyringInstall, newK, [][]byte{oldKey, newK}},
+		{1, KeyringInstall, extra, [][]byte{oldKey, newK, extra}},
+		{2, KeyringUse, newK, [][]byte{newK, oldKey, extra}},
+		{0, KeyringRemove, oldKey, [][]byte{newK, extra}},
+		{1, KeyringRemove, extra, [][]byte{newK}},
+	}
+	for _, s := range steps {
+		status, r, raw := keyringCall(t, nodes[s.via], s.op, keyBody(s.key))
+		if status != http.StatusOK {
+			t.Fatalf("%s via %s: HTTP %d: %s", s.op, nodes[s.via].Name(), status, raw)
+		}
+		wantRing(t, r, 3, s.want...)
+		settle()
+	}
+	close(stop)
+	wg.Wait()
+	bad, samples := watch.finish()
+	if len(bad) > 0 {
+		t.Fatalf("during the rotation (%d samples): %d problems, first: %s", samples, len(bad), strings.Join(bad[:min(len(bad), 10)], "\n"))
+	}
+	if len(writeErrs) > 0 || writes < 100 {
+		t.Fatalf("%d writes, %d failed: %v", writes, len(writeErrs), writeErrs[:min(len(writeErrs), 5)])
+	}
+	t.Logf("%d writes, %d samples of every node's view, none amiss", writes, samples)
+
+	// The old key is gone everywhere, in memory and on disk.
+	for _, n := range nodes {
+		_, r, _ := keyringCall(t, n, KeyringList, "")
+		wantRing(t, r, 3, newK)
+		if f := readRing(t, filepath.Join(n.cfg.DataDir, "keyring")); !slices.Equal(f.Keys, enc(newK)) || f.Primary != encodeKey(newK) {
+			t.Fatalf("%s's keyring file: %+v", n.Name(), f)
+		}
+	}
+
+	// A restart keeps the new ring: the file wins over the configured key.
+	if err := nodes[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	nodes[2] = openNode(t, nodes[2].cfg)
+	if len(caps[2].matching("WARN", "configured gossip key is not in the keyring file")) != 1 {
+		t.Error("the restarted node did not warn that its configured key is not in its keyring")
+	}
+	waitMembers(t, nodes, 3)
+	_, r, _ := keyringCall(t, nodes[2], KeyringList, "")
+	wantRing(t, r, 3, newK)
+	if _, err := nodes[0].Put(context.Background(), []byte("after-restart"), []byte("v"), &WriteOptions{W: All}); err != nil {
+		t.Fatalf("write at W=all after the restart: %v", err)
+	}
+
+	// Control: the watch sees a broken rotation. n1 alone installs and
+	// uses a key the others do not have.
+	watch = watchGossip(nodes, caps)
+	rogue := newKey(t, 32)
+	if _, err := nodes[0].keyring.apply(KeyringInstall, rogue); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[0].keyring.apply(KeyringUse, rogue); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		watch.mu.Lock()
+		var decrypt, suspect bool
+		for _, b := range watch.bad {
+			decrypt = decrypt || strings.Contains(b, "no installed keys could decrypt") || strings.Contains(strings.ToLower(b), "decrypt packet failed")
+			suspect = suspect || strings.Contains(b, "suspect") || strings.Contains(b, "dead")
+		}
+		watch.mu.Unlock()
+		if decrypt && suspect {
+			break
+		}
+		if time.Now().After(deadline) {
+			bad, _ := watch.finish()
+			t.Fatalf("the watch did not catch a node encrypting with a key the others lack (decrypt errors %v, suspect %v): %v", decrypt, suspect, bad)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	watch.finish()
+}
+
+// TestKeyringRefusals covers the keyring API's refusals and failures, and
+// the recovery of a member that was down during a rotation: removing a
+// primary key is refused; use of a key some member lacks is refused; with
+// a member down, install reports it failed, and use and remove are refused
+// unless forced; the member, back with only the old key, cannot rejoin
+// until install and use are run through it.
+func TestKeyringRefusals(t *testing.T) {
+	oldKey, newK := newKey(t, 32), newKey(t, 32)
+	nodes, _ := keyedCluster(t, 3, oldKey, nil)
+	n1 := nodes[0]
+
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		want               string
+	}{
+		{http.MethodPost, "/v1/keyring/remove", keyBody(oldKey), http.StatusConflict, "primary key"},
+		{http.MethodPost, "/v1/keyring/use", keyBody(newK), http.StatusConflict, "does not have the key"},
+		{http.MethodPost, "/v1/keyring/install", `{"key": "c2hvcnQ="}`, http.StatusBadRequest, "5 bytes, want 16, 24 or 32"},
+		{http.MethodPost, "/v1/keyring/install", `{"key": "%%"}`, http.StatusBadRequest, "not base64"},
+		{http.MethodPost, "/v1/keyring/install", `{"key": 1`, http.StatusBadRequest, "bad body"},
+		{http.MethodPost, "/v1/keyring/install", `{"key": "` + strings.Repeat("A", 5000) + `"}`, http.StatusRequestEntityTooLarge, "exceeds"},
+		{http.MethodGet, "/v1/keyring/install", "", http.StatusMethodNotAllowed, "POST"},
+		{http.MethodPost, "/v1/keyring", keyBody(newK), http.StatusMethodNotAllowed, "GET"},
+		{http.MethodPost, "/v1/keyring/rotate", keyBody(newK), http.StatusNotFound, "install, use and remove"},
+	} {
+		req, _ := http.NewRequest(tc.method, "http://"+n1.HTTPAddr()+tc.path, strings.NewReader(tc.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(b), tc.want) {
+			t.Errorf("%s %s %.40s: HTTP %d %s, want %d with %q", tc.method, tc.path, tc.body, resp.StatusCode, b, tc.status, tc.want)
+		}
+	}
+	_, r, _ := keyringCall(t, n1, KeyringList, "")
+	wantRing(t, r, 3, oldKey) // nothing changed
+
+	// n3 goes down. install reaches the others and reports n3.
+	n3cfg := nodes[2].cfg
+	if err := nodes[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	status, r, raw := keyringCall(t, n1, KeyringInstall, keyBody(newK))
+	if status != http.StatusInternalServerError || r.OK != 2 || r.Failed != 1 || !strings.Contains(r.Error, "n3") {
+		t.Fatalf("install with n3 down: HTTP %d %s", status, raw)
+	}
+	for _, row := range r.Nodes {
+		if (row.Name == "n3") == row.OK || (row.OK && len(row.Keys) != 2) {
+			t.Fatalf("install with n3 down: row %+v", row)
+		}
+	}
+	if ki := r.Keys[encodeKey(newK)]; ki.Members != 2 {
+		t.Fatalf("summary of the new key: %+v", ki)
+	}
+	// use is refused: n3 did not confirm it has the key. Forced, it
+	// applies where it can and reports n3; then remove is refused for the
+	// same reason, and forced likewise.
+	for _, step := range []struct {
+		op  string
+		key []byte
+	}{{KeyringUse, newK}, {KeyringRemove, oldKey}} {
+		status, r, raw := keyringCall(t, n1, step.op, keyBody(step.key))
+		if status != http.StatusConflict || !strings.Contains(r.Error, "n3 did not answer") || !strings.Contains(r.Error, "nothing was changed") {
+			t.Fatalf("%s with n3 down: HTTP %d %s", step.op, status, raw)
+		}
+		_, l, _ := keyringCall(t, nodes[1], KeyringList, "")
+		for _, row := range l.Nodes {
+			if row.OK && len(row.Keys) != 2 || (step.op == KeyringUse && row.OK && row.Primary != encodeKey(oldKey)) {
+				t.Fatalf("a refused %s changed %s's ring: %+v", step.op, row.Name, row)
+			}
+		}
+		status, r, raw = keyringCall(t, n1, step.op, fmt.Sprintf(`{"key": %q, "force": true}`, encodeKey(step.key)))
+		if status != http.StatusInternalServerError || r.OK != 2 || r.Failed != 1 {
+			t.Fatalf("forced %s with n3 down: HTTP %d %s", step.op, status, raw)
+		}
+	}
+	_, r, _ = keyringCall(t, n1, KeyringList, "")
+	for _, row := range r.Nodes {
+		if row.OK && !slices.Equal(row.Keys, enc(newK)) {
+			t.Fatalf("after the forced rotation %s has %v", row.Name, row.Keys)
+		}
+	}
+
+	// n3 comes back with the old key only: it cannot rejoin.
+	nodes[2] = openNode(t, n3cfg)
+	time.Sleep(3 * time.Second)
+	for _, n := range nodes {
+		for _, m := range n.Members() {
+			if (n.Name() == "n3") != (m.Name == "n3") && m.State == StateAlive {
+				t.Fatalf("%s sees %s alive across different keys", n.Name(), m.Name)
+			}
+		}
+	}
+	// Run through n3, install and use reach it and, over peer RPC, the
+	// others (idempotent there); n3 then rejoins.
+	if status, r, raw := keyringCall(t, nodes[2], KeyringInstall, keyBody(newK)); status != http.StatusOK || r.OK != 3 {
+		t.Fatalf("install through n3: HTTP %d %s", status, raw)
+	}
+	if status, _, raw := keyringCall(t, nodes[2], KeyringUse, keyBody(newK)); status != http.StatusOK {
+		t.Fatalf("use through n3: HTTP %d %s", status, raw)
+	}
+	waitMembers(t, nodes, 3)
+	if status, r, raw := keyringCall(t, nodes[2], KeyringRemove, keyBody(oldKey)); status != http.StatusOK {
+		t.Fatalf("remove through n3: HTTP %d %s", status, raw)
+	} else {
+		wantRing(t, r, 3, newK)
+	}
+
+	// A node without gossip encryption has no keyring to operate on.
+	plain := openNode(t, testConfig(t, "plain", t.TempDir()))
+	if status, _, raw := keyringCall(t, plain, KeyringList, ""); status != http.StatusConflict || !strings.Contains(raw, "not enabled") {
+		t.Errorf("list on a node without encryption: HTTP %d %s", status, raw)
+	}
 }

@@ -573,7 +573,7 @@ func (n *Node) askKeyring(ctx context.Context, rpcAddr, op string, key []byte) (
 	}
 	b, err := n.call(ctx, rpcAddr, methodKeyring, body)
 	if err != nil {
-		return nil, fmt.Errorf("keyring %s: %w", op, err)
+		return nil, err // "peer ADDR: …"; the member's row says what was asked
 	}
 	var resp keyringResp
 	if err := decode(b, &resp); err != nil {

@@ -260,6 +260,37 @@ func (c *Client) GetJSON(ctx context.Context, path string, out any) error {
 	return nil
 }
 
+// DoJSON sends in as a JSON body (nil: no body) with method to path, and
+// decodes a JSON answer into out (nil: ignore it) whatever its status:
+// some endpoints (/v1/keyring) answer a failure with a document too. It
+// returns the status, and an *Error for an answer outside 2xx.
+func (c *Client) DoJSON(ctx context.Context, method, path string, in, out any) (int, error) {
+	hdr := map[string]string{"Accept": "application/json"}
+	var body []byte
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, fmt.Errorf("%s %s: encode body: %w", method, path, err)
+		}
+		body = b
+		hdr["Content-Type"] = "application/json"
+	}
+	resp, b, err := c.do(ctx, method, path, body, hdr)
+	if err != nil {
+		return 0, err
+	}
+	ok := resp.StatusCode >= 200 && resp.StatusCode <= 299
+	if out != nil && (ok || isJSON(resp)) {
+		if err := json.Unmarshal(b, out); err != nil && ok {
+			return resp.StatusCode, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	if !ok {
+		return resp.StatusCode, apiError(resp, b)
+	}
+	return resp.StatusCode, nil
+}
+
 // maxAnswer bounds what the client reads of one answer (a value is at most
 // a few MiB; status documents are small).
 const maxAnswer = 256 << 20

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -72,6 +73,15 @@ func agentConfig(c *cli.Context, s *settings) (*node.Config, error) {
 	cfg.VNodes = s.integer("vnodes")
 	cfg.NoSync = s.boolean("no-sync")
 	cfg.ClockOffset = s.duration("clock-offset")
+	if k := s.str("gossip-key"); k != "" {
+		key, err := node.ParseGossipKey(k)
+		if err != nil {
+			// The value is a secret: the message does not repeat it.
+			return nil, fmt.Errorf("gossip-key (from %s): %s", s.src["gossip-key"], strings.TrimPrefix(err.Error(), "node: "))
+		}
+		cfg.GossipKeys = [][]byte{key}
+	}
+	cfg.KeyringFile = s.str("keyring-file")
 	var err error
 	if cfg.Logger, err = newLogger(c.App.ErrWriter, s.str("log-level"), s.str("log-format")); err != nil {
 		return nil, err

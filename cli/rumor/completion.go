@@ -117,6 +117,11 @@ func fishCompletion(app *cli.App) string {
 			fmt.Fprintf(&b, "complete -c rumor -n __fish_use_subcommand -a %s -d %s\n", fishQuote(name), fishQuote(cmd.Usage))
 		}
 		flags("__fish_seen_subcommand_from "+strings.Join(cmd.Names(), " "), cmd.Flags)
+		for _, sub := range cmd.Subcommands {
+			cond := "__fish_seen_subcommand_from " + strings.Join(cmd.Names(), " ")
+			fmt.Fprintf(&b, "complete -c rumor -n %s -a %s -d %s\n", fishQuote(cond), fishQuote(sub.Name), fishQuote(sub.Usage))
+			flags("__fish_seen_subcommand_from "+sub.Name, sub.Flags)
+		}
 	}
 	return b.String()
 }

@@ -80,6 +80,10 @@ func settingFlags() []cli.Flag {
 		&cli.StringFlag{Name: "w", Value: "1", Usage: "default write quorum: 1, quorum, all, primary or a count"},
 		&cli.IntFlag{Name: "vnodes", Usage: "virtual nodes per member (the same on every node; 0: the ring's default)"},
 		&cli.DurationFlag{Name: "clock-offset", Usage: "shift this node's clock (fault injection: a node with a wrong clock loses no writes)", Hidden: true},
+		&cli.StringFlag{Name: "gossip-key", Usage: "gossip encryption key: base64 of 16, 24 or 32 bytes (rumor keyring generate); seeds the keyring of a node that has none yet (a keyring file wins); prefer the environment variable or the config file to keep it out of the process list",
+			DefaultText: "none: gossip not encrypted unless the keyring file exists"},
+		&cli.StringFlag{Name: "keyring-file", Usage: "where the gossip keyring is kept (JSON, mode 0600; rotations with rumor keyring update it)",
+			DefaultText: "keyring in --data; in memory with --in-memory"},
 		&cli.BoolFlag{Name: "no-sync", Usage: "acknowledge writes before they are fsynced (faster, loses recent writes on a crash)"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
@@ -150,6 +154,13 @@ var settingChecks = map[string]func(v string) (want string, ok bool){
 		return "text or json", v == "text" || v == "json"
 	},
 }
+
+// secretSettings are not printed by --print-config: it shows that they
+// are set, not their value.
+var secretSettings = map[string]bool{"gossip-key": true}
+
+// redacted stands for a secret setting's value in --print-config.
+const redacted = "(redacted)"
 
 // intStrings are string settings a config file may also give as an
 // integer ("w = 2").
@@ -526,8 +537,12 @@ func editDistance(a, b string) int {
 }
 
 // printable returns a setting's value as --print-config shows it: a
-// duration as its string (TOML has no duration type).
-func printable(v any) any {
+// duration as its string (TOML has no duration type), a secret redacted.
+func (s *settings) printable(name string) any {
+	v := s.vals[name]
+	if secretSettings[name] && v != "" {
+		return redacted
+	}
 	if d, ok := v.(time.Duration); ok {
 		return d.String()
 	}
@@ -549,6 +564,11 @@ func (s *settings) writeTOML(w io.Writer) error {
 	if s.file != "" {
 		fmt.Fprintf(&b, "# Configuration file: %s\n", s.file)
 	}
+	for _, name := range s.names {
+		if s.printable(name) == redacted {
+			fmt.Fprintf(&b, "# %s is a secret and not shown: put its value back before using this file.\n", name)
+		}
+	}
 	var lines []string
 	width := 0
 	for _, name := range s.names {
@@ -556,7 +576,7 @@ func (s *settings) writeTOML(w io.Writer) error {
 			continue
 		}
 		var kv bytes.Buffer
-		if err := toml.NewEncoder(&kv).Encode(map[string]any{name: printable(s.vals[name])}); err != nil {
+		if err := toml.NewEncoder(&kv).Encode(map[string]any{name: s.printable(name)}); err != nil {
 			return fmt.Errorf("encode %s: %w", name, err)
 		}
 		line := strings.TrimSpace(kv.String())
@@ -590,7 +610,7 @@ func (s *settings) writeJSON(w io.Writer) error {
 	p := printedConfig{File: s.file, Config: map[string]any{}, Sources: map[string]string{}}
 	for _, name := range s.names {
 		if s.shown(name) {
-			p.Config[name] = printable(s.vals[name])
+			p.Config[name] = s.printable(name)
 			p.Sources[name] = s.src[name]
 		}
 	}

@@ -6,6 +6,7 @@
 //	rumor del KEY [--context C]
 //	rumor members | ring | status [--node] [-o json]
 //	rumor leave | remove NODE
+//	rumor keyring list | install KEY | use KEY | remove KEY | generate
 //	rumor demo [--nodes 3]
 //	rumor completion bash|zsh|fish
 //
@@ -150,6 +151,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			leaveCommand(),
 			removeCommand(),
 			statusCommand(),
+			keyringCommand(),
 			demoCommand(),
 			completionCommand(),
 		},
@@ -159,6 +161,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// No "help" subcommand: "rumor get help" reads the key "help".
 		// "rumor get --help" still shows the command's help.
 		c.HideHelpCommand = true
+		for _, s := range c.Subcommands {
+			s.OnUsageError = usageError
+			s.HideHelpCommand = true
+		}
 	}
 	return app
 }
@@ -269,6 +275,15 @@ func reorderArgs(app *cli.App, args []string) []string {
 	cmd := findCommand(app, args[i])
 	if cmd == nil || cmd.SkipFlagParsing {
 		return args
+	}
+	// A subcommand named right after its command ("keyring install")
+	// takes the flags that follow.
+	for i+1 < len(args) && len(cmd.Subcommands) > 0 {
+		sub := cmd.Command(args[i+1])
+		if sub == nil {
+			break
+		}
+		i, cmd = i+1, sub
 	}
 	out := append([]string{}, args[:i+1]...)
 	var pos []string

@@ -83,6 +83,12 @@ func TestReorderArgs(t *testing.T) {
 		{"agent stray positional", "agent|extra|--data|/d", "agent|--data|/d|--|extra"},
 		{"agent bool", "agent|--in-memory|--no-sync", "="},
 		{"demo", "demo|--nodes|3|--duration|1s", "="},
+
+		// Subcommands take the flags that follow them.
+		{"subcommand flag after key", "keyring|install|K|--addr|h:1", "keyring|install|--addr|h:1|--|K"},
+		{"subcommand bool flag", "keyring|remove|--force|K|-o|json", "keyring|remove|--force|-o|json|--|K"},
+		{"subcommand without args", "keyring|list|-o|json", "="},
+		{"unknown subcommand", "keyring|bogus|-o|json", "keyring|-o|json|--|bogus"},
 	}
 	app := newApp(io.Discard, io.Discard)
 	split := func(s string) []string {

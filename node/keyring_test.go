@@ -485,8 +485,10 @@ func TestGossipKeyRequired(t *testing.T) {
 	if len(caps[0].matching("no installed keys could decrypt"))+len(caps[1].matching("no installed keys could decrypt")) == 0 {
 		t.Error("the keyed nodes logged no join they could not decrypt")
 	}
-	if len(intruderLogs[0].matching("cannot join the cluster yet")) == 0 || len(intruderLogs[1].matching("cannot join the cluster yet")) == 0 {
-		t.Error("an intruder did not report that it cannot join")
+	for i, lc := range intruderLogs {
+		if len(lc.matching("cannot join the cluster yet", "check --gossip-key")) == 0 {
+			t.Errorf("%s did not report that it cannot join, with the hint about keys", intruders[i].Name())
+		}
 	}
 
 	// Control: the same node with the key joins at once.

@@ -693,8 +693,11 @@ func (m *membership) join(addrs []string) bool {
 		if m.hasJoined() {
 			m.n.log.Debug("join failed", "addrs", addrs, "err", err)
 		} else if ok, attempts, _ := m.n.logLim.seeds.note(logRepeatEvery, 1); ok {
-			m.n.log.Warn("cannot join the cluster yet: no seed or known member answered; retrying", "tried", addrs,
-				"err", oneLineErr(err), "attempts_since_last_line", attempts, "retry_every", m.n.cfg.RejoinInterval)
+			attrs := []any{"tried", addrs, "err", oneLineErr(err), "attempts_since_last_line", attempts, "retry_every", m.n.cfg.RejoinInterval}
+			if e := err.Error(); strings.Contains(e, "encrypt") || strings.Contains(e, "decrypt") {
+				attrs = append(attrs, "hint", "the seeds gossip with another key, or this node's encryption differs from theirs: check --gossip-key and the keyring file (docs/security.md)")
+			}
+			m.n.log.Warn("cannot join the cluster yet: no seed or known member answered; retrying", attrs...)
 		}
 		return false
 	}

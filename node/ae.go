@@ -85,6 +85,8 @@ type antiEntropy struct {
 	}
 
 	sessions, inSync, keysPulled, keysRepaired atomic.Uint64
+	// bytesRepaired is the size of received states that changed a copy.
+	bytesRepaired atomic.Uint64
 	// incoming counts states sessions know they still have to pull (for
 	// the transfer progress in status).
 	incoming                                  atomic.Int64
@@ -512,8 +514,9 @@ func (a *antiEntropy) merge(pairs []aePair) (int, error) {
 	if len(pairs) == 0 {
 		return 0, nil
 	}
-	changed, err := a.n.mergeBatch(pairs)
+	changed, bytes, err := a.n.mergeBatchBytes(pairs)
 	a.keysRepaired.Add(uint64(changed))
+	a.bytesRepaired.Add(uint64(bytes))
 	return changed, err
 }
 
@@ -1026,6 +1029,7 @@ type AntiEntropyStatus struct {
 	SessionsInSync uint64                     `json:"sessions_in_sync"`
 	KeysPulled     uint64                     `json:"keys_pulled"`
 	KeysRepaired   uint64                     `json:"keys_repaired"`
+	BytesRepaired  uint64                     `json:"bytes_repaired"`
 	BytesSent      uint64                     `json:"bytes_sent"`
 	BytesReceived  uint64                     `json:"bytes_received"`
 	Symbols        uint64                     `json:"symbols"`
@@ -1044,6 +1048,7 @@ func (n *Node) AntiEntropy() AntiEntropyStatus {
 		SessionsInSync: a.inSync.Load(),
 		KeysPulled:     a.keysPulled.Load(),
 		KeysRepaired:   a.keysRepaired.Load(),
+		BytesRepaired:  a.bytesRepaired.Load(),
 		BytesSent:      a.bytesSent.Load(),
 		BytesReceived:  a.bytesReceived.Load(),
 		Symbols:        a.symbols.Load(),

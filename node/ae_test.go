@@ -415,6 +415,15 @@ func TestAntiEntropyRepairsReturningPeer(t *testing.T) {
 	if p := nodes[2].AntiEntropy().KeysPulled; p < 50 {
 		t.Fatalf("returning node pulled %d keys, want >= 50", p)
 	}
+	// Each of the 50 keys was new to it: 50 copies repaired, each by a
+	// state of at least a dot and the value.
+	st := nodes[2].AntiEntropy()
+	if st.KeysRepaired < 50 || st.BytesRepaired < 50*uint64(len("v")+8) {
+		t.Fatalf("returning node: %d keys, %d bytes repaired", st.KeysRepaired, st.BytesRepaired)
+	}
+	if s := nodes[2].summary(); s.KeysRepaired != st.KeysRepaired || s.BytesRepaired != st.BytesRepaired {
+		t.Fatalf("summary %+v disagrees with status %+v", s, st)
+	}
 }
 
 // Tombstones are reaped once older than the grace period and held by every

@@ -803,6 +803,9 @@ func (n *Node) serveRPC(ctx context.Context, from net.Addr, method uint16, body 
 		}
 		return encode(&coordinateResp{Context: crdt.EncodeContext(vv)})
 	}
+	if method == methodSummary {
+		return n.serveSummary()
+	}
 	if isAEMethod(method) {
 		return n.ae.serve(ctx, method, body)
 	}

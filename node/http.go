@@ -72,6 +72,7 @@ func (n *Node) httpHandler() http.Handler {
 		"/v1/ring":    n.handleRing,
 		healthPath:    n.handleHealth,
 		"/v1/status":  n.handleStatus,
+		"/v1/cluster": n.handleCluster,
 	}
 	return n.guardHTTP(func(w http.ResponseWriter, r *http.Request) {
 		// Routing is by hand, not with ServeMux: keys are taken from the
@@ -375,12 +376,9 @@ type MemberInfo struct {
 func (n *Node) Members() []MemberInfo {
 	var out []MemberInfo
 	for _, e := range n.mem.rows() {
-		state := StateDead
-		switch {
-		case e.Status == StatusLeft:
+		state := n.mem.liveness(e.Name)
+		if e.Status == StatusLeft {
 			state = StateLeft
-		case n.mem.reachable(e.Name):
-			state = StateAlive
 		}
 		out = append(out, MemberInfo{Name: e.Name, ID: fmt.Sprintf("%016x", e.ID), State: state, Status: e.Status,
 			Gossip: e.Gossip, RPC: e.RPC, HTTP: e.HTTP, Zone: e.Zone})
@@ -433,10 +431,7 @@ func (n *Node) Ring() RingInfo {
 		if !inCur && !inNext {
 			continue
 		}
-		state := StateDead
-		if n.mem.reachable(e.Name) {
-			state = StateAlive
-		}
+		state := n.mem.liveness(e.Name)
 		info.Members = append(info.Members, RingMemberInfo{Name: e.Name, ID: fmt.Sprintf("%016x", e.ID),
 			Zone: e.Zone, State: state, Status: e.Status,
 			Ownership: own[ring.NodeID(id)], NextOwnership: next[ring.NodeID(id)], HTTP: e.HTTP})
@@ -499,7 +494,7 @@ func (n *Node) handleRing(w http.ResponseWriter, r *http.Request) {
 func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 	alive := 0
 	for _, m := range n.Members() {
-		if m.State == StateAlive {
+		if m.State == StateAlive || m.State == StateSuspect {
 			alive++
 		}
 	}

@@ -179,6 +179,9 @@ type membership struct {
 		// suspect, refreshed by the loop (never inside a delegate callback,
 		// which runs under memberlist's lock).
 		reachable map[string]bool
+		// suspect holds the reachable members memberlist currently
+		// suspects (failed a probe, not yet declared dead).
+		suspect map[string]bool
 		// joined reports whether this node has ever joined a seed.
 		joined bool
 		// self is this node's own row (its status changes over its life).
@@ -540,11 +543,17 @@ func (m *membership) rows() []memberEntry {
 // callback.
 func (m *membership) refreshReachable() []string {
 	live := make(map[string]bool)
+	suspect := make(map[string]bool)
 	for _, n := range m.ml.Members() {
 		live[n.Name] = true
+		if n.State == memberlist.StateSuspect {
+			suspect[n.Name] = true
+		}
 	}
 	live[m.name] = true
+	delete(suspect, m.name)
 	m.mu.Lock()
+	m.mu.suspect = suspect
 	var back []string
 	for name := range live {
 		if !m.mu.reachable[name] {
@@ -560,6 +569,20 @@ func (m *membership) reachable(name string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.mu.reachable[name]
+}
+
+// liveness is a member's reachability as the client API reports it:
+// StateAlive, StateSuspect or StateDead (left members are the caller's).
+func (m *membership) liveness(name string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.mu.suspect[name]:
+		return StateSuspect
+	case m.mu.reachable[name]:
+		return StateAlive
+	}
+	return StateDead
 }
 
 // buildRings computes the current ring (members that own ranges now), the

@@ -152,14 +152,21 @@ func (n *Node) sendBatch(addr string, req *replicateBatchReq) error {
 // mergeBatch joins states into this node's copies with one batch and one
 // sync.
 func (n *Node) mergeBatch(pairs []aePair) (changed int, err error) {
+	changed, _, err = n.mergeBatchBytes(pairs)
+	return changed, err
+}
+
+// mergeBatchBytes is mergeBatch that also returns the size of the received
+// states that changed a copy.
+func (n *Node) mergeBatchBytes(pairs []aePair) (changed, changedBytes int, err error) {
 	keys := make([][]byte, len(pairs))
 	regs := make([]crdt.Register, len(pairs))
 	for i, p := range pairs {
 		if err := checkKey(p.Key); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if regs[i], err = decodeReg(p.State); err != nil {
-			return 0, fmt.Errorf("state of %q: %w", p.Key, err)
+			return 0, 0, fmt.Errorf("state of %q: %w", p.Key, err)
 		}
 		keys[i] = p.Key
 	}
@@ -180,17 +187,18 @@ func (n *Node) mergeBatch(pairs []aePair) (changed int, err error) {
 		return b, true, err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("node: merge %d states: %w", len(pairs), err)
+		return 0, 0, fmt.Errorf("node: merge %d states: %w", len(pairs), err)
 	}
 	if ts != 0 {
 		n.clock.Update(ts)
 	}
-	for _, w := range written {
+	for i, w := range written {
 		if w {
 			changed++
+			changedBytes += len(pairs[i].State)
 		}
 	}
-	return changed, nil
+	return changed, changedBytes, nil
 }
 
 // acceptStates merges states peers send for replication, read repair and

@@ -560,8 +560,13 @@ func (a *antiEntropy) syncPeer(peer uint64) {
 	if err != nil && n.ctx.Err() == nil {
 		n.log.Debug("anti-entropy session failed", "peer", e.Name, "err", err)
 	} else if repaired > 0 {
-		n.log.Info("anti-entropy repaired", "peer", e.Name, "states", repaired,
+		// Per session at debug; at info a summary at most once a minute
+		// (replicas that lag behind a write load repair every session).
+		n.log.Debug("anti-entropy repaired", "peer", e.Name, "states", repaired,
 			"took", time.Since(start).Round(time.Millisecond))
+		if ok, sessions, states := n.logLim.aeRepaired.note(logRepeatEvery, repaired); ok {
+			n.log.Info("anti-entropy repaired", "last_peer", e.Name, "states", states, "sessions", sessions)
+		}
 	}
 }
 

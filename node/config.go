@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	sockaddr "github.com/hashicorp/go-sockaddr"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -100,16 +101,34 @@ type Config struct {
 	// ephemeral edge nodes. A restart loses everything and gets a new identity.
 	InMemory bool
 
-	// BindAddr is the gossip address (TCP and UDP). Default 127.0.0.1:7946.
+	// BindAddr is the gossip address (TCP and UDP) the node listens on.
+	// Default 127.0.0.1:7946. Its host may be unspecified (0.0.0.0, ::) to
+	// listen on every interface.
 	BindAddr string
-	// AdvertiseAddr is the gossip address other nodes use. Default: BindAddr.
+	// AdvertiseAddr is the gossip address other nodes use. Default:
+	// BindAddr, or, when BindAddr's host is unspecified, this machine's
+	// private IPv4 address with BindAddr's port (Open fails if there is
+	// none: set it). A host without a port takes BindAddr's port.
 	AdvertiseAddr string
-	// RPCAddr is the peer-RPC listen address. Default: BindAddr's host, port+1.
+	// RPCAddr is the peer-RPC listen address. Default: BindAddr's host,
+	// port+1.
 	RPCAddr string
+	// AdvertiseRPCAddr is the peer-RPC address other nodes dial. Default:
+	// the address RPCAddr listens on, with an unspecified host (0.0.0.0, ::)
+	// replaced by AdvertiseAddr's host. Set it when peers reach this node
+	// through a translated address (NAT, a port mapping).
+	AdvertiseRPCAddr string
 	// HTTPAddr is the client HTTP API address; empty disables the HTTP server.
 	HTTPAddr string
-	// Join lists seed gossip addresses. Unreachable seeds are retried in the
-	// background; Open does not fail because of them.
+	// AdvertiseHTTPAddr is the client API address the node announces to the
+	// cluster (members and ring listings, clients that follow them).
+	// Default: the address HTTPAddr listens on, with an unspecified host
+	// replaced by AdvertiseAddr's host.
+	AdvertiseHTTPAddr string
+	// Join lists seed gossip addresses (host:port; a host name is resolved
+	// at every attempt and all its addresses are tried, as a Kubernetes
+	// headless service gives them). Unreachable or unresolvable seeds are
+	// retried in the background; Open does not fail because of them.
 	Join []string
 	// Zone is the failure zone (rack, site); replicas prefer distinct zones.
 	Zone string
@@ -298,6 +317,79 @@ func DefaultConfig(name, dir string) *Config {
 
 var errConfig = errors.New("node: invalid config")
 
+// Validate reports whether Open would accept the configuration, without
+// opening storage or sockets (the agent's --print-config). It does not
+// change c.
+func (c *Config) Validate() error {
+	cp := *c
+	return cp.validate()
+}
+
+// privateIP returns this machine's private IPv4 address, the address
+// memberlist advertises for an unspecified bind host. A variable so tests
+// can replace it.
+var privateIP = sockaddr.GetPrivateIP
+
+// unspecified reports whether host listens on every interface: "", 0.0.0.0
+// or ::.
+func unspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
+// advertiseAddr returns the gossip address to advertise for bind and the
+// configured advertise address adv (see Config.AdvertiseAddr).
+func advertiseAddr(bind, adv string) (string, error) {
+	bhost, bport, err := net.SplitHostPort(bind)
+	if err != nil {
+		return "", fmt.Errorf("bind address %q: %v", bind, err)
+	}
+	if adv != "" {
+		host, port, err := net.SplitHostPort(adv)
+		if err != nil {
+			// A bare host or IP (Kubernetes: --advertise $(POD_IP)) takes
+			// the bind port.
+			if ip := net.ParseIP(adv); ip == nil && strings.Contains(adv, ":") {
+				return "", fmt.Errorf("advertise address %q: %v", adv, err)
+			}
+			host, port = adv, bport
+		}
+		if unspecified(host) {
+			return "", fmt.Errorf("advertise address %q: other nodes cannot reach an unspecified host; give this node's routable address", adv)
+		}
+		return net.JoinHostPort(host, port), nil
+	}
+	if !unspecified(bhost) {
+		return bind, nil
+	}
+	ip, err := privateIP()
+	if err != nil || ip == "" {
+		return "", fmt.Errorf("bind address %q listens on every interface and no private IP address was found to advertise (%v): set the advertise address (--advertise)", bind, err)
+	}
+	return net.JoinHostPort(ip, bport), nil
+}
+
+// advertised returns the address to announce for a listener at listen:
+// explicit if set, else listen with an unspecified host replaced by the
+// host of the gossip advertise address.
+func advertised(explicit, listen, gossipAdv string) string {
+	if explicit != "" || listen == "" {
+		return explicit
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || !unspecified(host) {
+		return listen
+	}
+	ahost, _, err := net.SplitHostPort(gossipAdv)
+	if err != nil {
+		return listen
+	}
+	return net.JoinHostPort(ahost, port)
+}
+
 // validate fills derived defaults and checks the configuration.
 func (c *Config) validate() error {
 	if c.Name == "" {
@@ -369,8 +461,20 @@ func (c *Config) validate() error {
 	if c.BindAddr == "" {
 		c.BindAddr = def.BindAddr
 	}
-	if c.AdvertiseAddr == "" {
-		c.AdvertiseAddr = c.BindAddr
+	adv, err := advertiseAddr(c.BindAddr, c.AdvertiseAddr)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errConfig, err)
+	}
+	c.AdvertiseAddr = adv
+	for _, a := range []struct{ what, addr string }{{"RPC advertise", c.AdvertiseRPCAddr}, {"HTTP advertise", c.AdvertiseHTTPAddr}} {
+		if a.addr == "" {
+			continue
+		}
+		if host, _, err := splitHostPort(a.addr); err != nil {
+			return fmt.Errorf("%w: %s address %q: %v", errConfig, a.what, a.addr, err)
+		} else if unspecified(host) {
+			return fmt.Errorf("%w: %s address %q: other nodes cannot reach an unspecified host", errConfig, a.what, a.addr)
+		}
 	}
 	if c.RPCAddr == "" {
 		host, port, err := net.SplitHostPort(c.BindAddr)

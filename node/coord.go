@@ -90,7 +90,8 @@ func decodeReg(b []byte) (crdt.Register, error) {
 
 // Put writes value under key. It returns the causal context of the new
 // version (which covers exactly what the write superseded plus itself).
-func (n *Node) Put(ctx context.Context, key, value []byte, o *WriteOptions) (string, error) {
+func (n *Node) Put(ctx context.Context, key, value []byte, o *WriteOptions) (_ string, err error) {
+	defer n.prom.observeRequest(opPut, time.Now(), &err)
 	if len(value) > n.cfg.MaxValueSize {
 		return "", fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, len(value), n.cfg.MaxValueSize)
 	}
@@ -103,7 +104,8 @@ func (n *Node) Put(ctx context.Context, key, value []byte, o *WriteOptions) (str
 // Delete writes a tombstone for key. With the context of a read it removes
 // exactly the versions that read saw; without one it hides nothing that was
 // written concurrently.
-func (n *Node) Delete(ctx context.Context, key []byte, o *WriteOptions) (string, error) {
+func (n *Node) Delete(ctx context.Context, key []byte, o *WriteOptions) (_ string, err error) {
+	defer n.prom.observeRequest(opDelete, time.Now(), &err)
 	return n.write(ctx, key, nil, true, o)
 }
 
@@ -301,7 +303,10 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 		}
 		if s := len(reg.Live()); s > n.cfg.SiblingWarn {
 			n.metrics.siblingWarnings.Add(1)
-			n.log.Warn("key has many siblings; resolve them with a context write", "key", string(key), "siblings", s)
+			if ok, events, _ := n.logLim.siblings.note(logRepeatEvery, 1); ok {
+				n.log.Warn("key has many siblings; resolve them with a context write", "key", string(key), "siblings", s,
+					"writes_over_limit_since_last_line", events)
+			}
 		}
 	} else {
 		// One-off actor: its only dot is this one, so nothing can be
@@ -353,6 +358,7 @@ func (n *Node) coordinateHere(ctx context.Context, v *view, key []byte, hash uin
 		}
 		n.goroutine(func() {
 			replicated, hinted := n.replicateOrHint(v, targets, target, key, hash, body, item)
+			n.metrics.noteReplication(replicated, hinted)
 			n.repl.pending.Add(-1)
 			results <- result{primary: isPrimary && replicated, ok: replicated || hinted}
 		})
@@ -428,7 +434,9 @@ func (n *Node) replicateOrHint(v *view, pref []ring.NodeID, target uint64, key [
 		n.log.Debug("fallback hint failed; keeping the hint here", "holder", holder.Name, "err", err)
 	}
 	if err := n.storeHint(target, key, reg); err != nil {
-		n.log.Error("store hint", "target", fmt.Sprintf("%016x", target), "err", err)
+		if ok, events, _ := n.logLim.hintStore.note(logRepeatEvery, 1); ok {
+			n.log.Error("store hint", "target", fmt.Sprintf("%016x", target), "err", err, "failures_since_last_line", events)
+		}
 		return false, false
 	}
 	return false, true
@@ -484,7 +492,8 @@ func (n *Node) mergeLocal(key []byte, in crdt.Register) (crdt.Register, bool, er
 // answers; stale replicas it saw are repaired in the background. A deleted or
 // absent key returns ErrNotFound together with a Result whose Context covers
 // the tombstones (use it to write the key again without siblings).
-func (n *Node) Get(ctx context.Context, key []byte, o *ReadOptions) (*Result, error) {
+func (n *Node) Get(ctx context.Context, key []byte, o *ReadOptions) (_ *Result, err error) {
+	defer n.prom.observeRequest(opGet, time.Now(), &err)
 	if err := n.checkClientKey(key); err != nil {
 		return nil, err
 	}
@@ -507,7 +516,6 @@ func (n *Node) Get(ctx context.Context, key []byte, o *ReadOptions) (*Result, er
 		if o != nil {
 			r = o.R
 		}
-		var err error
 		if reg, err = n.read(ctx, key, r); err != nil {
 			return nil, fmt.Errorf("read %q: %w", key, err)
 		}
@@ -517,6 +525,7 @@ func (n *Node) Get(ctx context.Context, key []byte, o *ReadOptions) (*Result, er
 	for _, v := range reg.Live() {
 		res.Siblings = append(res.Siblings, Sibling{Value: v.Value, Time: v.HLC.Time(), Dot: v.Dot.String()})
 	}
+	n.prom.siblings.Observe(float64(len(res.Siblings)))
 	if len(res.Siblings) == 0 {
 		return res, ErrNotFound
 	}
@@ -665,7 +674,9 @@ collect:
 		n.metrics.readRepairs.Add(1)
 		if a.node == n.id {
 			if _, _, err := n.mergeLocal(key, merged); err != nil {
-				n.log.Warn("read repair (local)", "err", err)
+				if ok, events, _ := n.logLim.readRepair.note(logRepeatEvery, 1); ok {
+					n.log.Warn("read repair (local)", "err", err, "failures_since_last_line", events)
+				}
 			}
 			continue
 		}
@@ -823,4 +834,7 @@ type metrics struct {
 	hintsStored, hintsDelivered, readRepairs atomic.Uint64
 	siblingWarnings                          atomic.Uint64
 	hintBytes                                atomic.Uint64
+	// replOK, replHinted and replFailed count replicas a coordinated
+	// write reached, hinted for, and neither (see noteReplication).
+	replOK, replHinted, replFailed atomic.Uint64
 }

@@ -69,10 +69,13 @@ func (n *Node) handleState(w http.ResponseWriter, r *http.Request) {
 func (n *Node) httpHandler() http.Handler {
 	routes := map[string]http.HandlerFunc{
 		"/v1/members": n.handleMembers,
-		"/v1/ring":    n.handleRing,
+		"/v1/ring":    n.handleRingArcs, // handleRing unless ?arcs=1
 		healthPath:    n.handleHealth,
 		"/v1/status":  n.handleStatus,
 		"/v1/cluster": n.handleCluster,
+		"/ui":         n.handleUI,
+		"/ui/":        n.handleUI,
+		metricsPath:   n.handleMetrics,
 	}
 	return n.guardHTTP(func(w http.ResponseWriter, r *http.Request) {
 		// Routing is by hand, not with ServeMux: keys are taken from the
@@ -135,7 +138,7 @@ func (n *Node) guardHTTP(next http.HandlerFunc) http.Handler {
 		if r.ContentLength != 0 {
 			w.Header().Set("Connection", "close")
 		}
-		if r.URL.Path != healthPath {
+		if r.URL.Path != healthPath && r.URL.Path != metricsPath {
 			select {
 			case n.httpLim.inflight <- struct{}{}:
 				defer func() { <-n.httpLim.inflight }()

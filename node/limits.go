@@ -34,8 +34,8 @@ import (
 // client cannot tell it from a dead node). At most 256 refusals are being
 // answered at once; past that a connection is closed unanswered. At most
 // MaxInFlightRequests requests are being served (503 {"error":"overloaded"}
-// with Retry-After past that; /v1/health is exempt so probes see the
-// node), and request bodies held in memory total at most
+// with Retry-After past that; /v1/health and /metrics are exempt so probes
+// and scrapes see the node), and request bodies held in memory total at most
 // MaxBodyBytesInFlight (503 past that).
 
 // httpLimits is the client API's shared limit state.

@@ -2,14 +2,17 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -388,8 +391,8 @@ func newMembership(n *Node, prev []memberEntry) (*membership, error) {
 		Name:    cfg.Name,
 		ID:      n.id,
 		Gossip:  cfg.AdvertiseAddr,
-		RPC:     cfg.RPCAddr,
-		HTTP:    n.httpAddr,
+		RPC:     n.rpcAdv,
+		HTTP:    n.httpAdv,
 		Zone:    cfg.Zone,
 		Status:  status,
 		Version: version,
@@ -443,17 +446,53 @@ func newMembership(n *Node, prev []memberEntry) (*membership, error) {
 	return m, nil
 }
 
-// slogWriter forwards memberlist's log lines to the node's logger at debug
-// level: its warnings are routine during failures (probe timeouts, refused
-// connections) and the node logs what matters itself.
+// slogWriter forwards memberlist's log lines to the node's logger, each
+// at the level of its "[DEBUG]", "[INFO]", "[WARN]" or "[ERR]" prefix, with
+// component=memberlist. memberlist logs at most a few lines per membership
+// event (a probe failing, a node suspected or marked dead), never per
+// request. Join failures are logged at debug: the node reports seeds it
+// cannot reach itself (membership.join).
 type slogWriter struct{ n *Node }
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.n.log.Debug("memberlist", "msg", string(bytes.TrimSpace(p)))
+	level, msg := memberlistLevel(string(bytes.TrimSpace(p)))
+	w.n.log.Log(context.Background(), level, msg, "component", "memberlist")
 	return len(p), nil
 }
 
 var _ io.Writer = slogWriter{}
+
+// memberlistLevel splits one memberlist log line ("[WARN] memberlist:
+// text") into a slog level and the text.
+func memberlistLevel(line string) (slog.Level, string) {
+	level := slog.LevelInfo
+	if rest, ok := strings.CutPrefix(line, "["); ok {
+		if tag, text, ok := strings.Cut(rest, "]"); ok {
+			switch tag {
+			case "DEBUG", "TRACE":
+				level, line = slog.LevelDebug, text
+			case "INFO":
+				level, line = slog.LevelInfo, text
+			case "WARN":
+				level, line = slog.LevelWarn, text
+			case "ERR", "ERROR":
+				level, line = slog.LevelError, text
+			}
+		}
+	}
+	line = strings.TrimSpace(line)
+	line = strings.TrimSpace(strings.TrimPrefix(line, "memberlist:"))
+	// Join reports its own failures (join() logs them, rate-limited): the
+	// "failed to resolve" warning would repeat at every retry.
+	if strings.HasPrefix(line, "failed to resolve ") || strings.HasPrefix(line, "failed to join ") {
+		level = slog.LevelDebug
+	}
+	// A probe racing this node's own shutdown is not an error.
+	if strings.Contains(line, "use of closed network connection") {
+		level = slog.LevelDebug
+	}
+	return level, line
+}
 
 func splitHostPort(addr string) (string, int, error) {
 	host, port, err := net.SplitHostPort(addr)
@@ -619,20 +658,89 @@ func (m *membership) hasJoined() bool {
 	return m.mu.joined
 }
 
-// join tries the given seed addresses; failures are logged, not fatal.
+// resolveTimeout bounds the name lookup of one seed.
+const resolveTimeout = 2 * time.Second
+
+// join tries the given gossip addresses (seeds or known members); a host
+// name is resolved first and every address it has is tried. Failures are
+// logged, not fatal: the rejoin loop tries again. While this node has
+// never joined, a failure is a warning (at most once a minute); once it
+// has, retrying dead members is routine and logged at debug.
 func (m *membership) join(addrs []string) bool {
 	if len(addrs) == 0 {
 		return false
 	}
-	n, err := m.ml.Join(addrs)
-	if err != nil && n == 0 {
-		m.n.log.Debug("join failed", "seeds", addrs, "err", err)
+	resolved, err := m.resolve(addrs)
+	n := 0
+	if len(resolved) > 0 {
+		var jerr error
+		n, jerr = m.ml.Join(resolved)
+		if n == 0 {
+			err = errors.Join(err, jerr)
+		}
+	}
+	if n == 0 {
+		if err == nil {
+			return false // only this node's own address
+		}
+		if m.hasJoined() {
+			m.n.log.Debug("join failed", "addrs", addrs, "err", err)
+		} else if ok, attempts, _ := m.n.logLim.seeds.note(logRepeatEvery, 1); ok {
+			m.n.log.Warn("cannot join the cluster yet: no seed or known member answered; retrying", "tried", addrs,
+				"err", oneLineErr(err), "attempts_since_last_line", attempts, "retry_every", m.n.cfg.RejoinInterval)
+		}
 		return false
 	}
 	m.mu.Lock()
+	first := !m.mu.joined
 	m.mu.joined = true
 	m.mu.Unlock()
+	if first {
+		m.n.log.Info("joined the cluster", "via", addrs, "nodes_contacted", n)
+	}
 	return true
+}
+
+// resolve turns addrs into IP:port addresses for memberlist's Join: an IP
+// address is kept, a host name (a DNS seed, a Kubernetes headless
+// service) is looked up with a deadline, so that Close never waits on a
+// slow resolver. This node's own address is left out.
+func (m *membership) resolve(addrs []string) ([]string, error) {
+	var out []string
+	var errs []error
+	self := m.selfRow().Gossip
+	add := func(a string) {
+		if a != self && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("seed %q: %w", a, err))
+			continue
+		}
+		if net.ParseIP(host) != nil {
+			add(a)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(m.n.ctx, resolveTimeout)
+		ips, err := net.DefaultResolver.LookupHost(ctx, host)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resolve seed %s: %w", a, err))
+			continue
+		}
+		for _, ip := range ips {
+			add(net.JoinHostPort(ip, port))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// oneLineErr flattens a joined error (one line per cause) for a log line.
+func oneLineErr(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
 // rejoinTargets returns the gossip addresses worth a Join: every known member

@@ -56,7 +56,12 @@ type Node struct {
 	rpcSrv *rpc.Server
 	rpcLn  net.Listener
 
+	// httpAddr is the address the client API listens on; rpcAdv and
+	// httpAdv are the peer-RPC and client API addresses announced to the
+	// cluster ("" if there is no HTTP server).
 	httpAddr string
+	rpcAdv   string
+	httpAdv  string
 	httpSrv  *http.Server
 	httpLn   net.Listener
 	httpLim  httpLimits
@@ -77,6 +82,9 @@ type Node struct {
 	xfer      transfers
 
 	metrics metrics
+	prom    *promMetrics // metrics.go
+	// logLim rate-limits log lines that could otherwise repeat per request.
+	logLim logLimits
 }
 
 // view is an immutable snapshot of the ring and the members it was built
@@ -171,6 +179,7 @@ func Open(cfg *Config) (_ *Node, err error) {
 	}
 	n := &Node{cfg: c, log: c.Logger.With("node", c.Name), readSlots: make(chan struct{}, maxRemoteReads)}
 	n.xfer.left = make(chan struct{})
+	n.prom = newPromMetrics(n)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if off := c.ClockOffset; off != 0 {
 		n.clock = crdt.NewClock(func() time.Time { return time.Now().Add(off) })
@@ -235,7 +244,7 @@ func Open(cfg *Config) (_ *Node, err error) {
 	}
 	n.rpc = rpc.NewClient(rpc.ClientOptions{Dialer: dialer, Logger: n.log})
 	cleanup = append(cleanup, func() { n.rpc.Close() })
-	n.rpcSrv = rpc.NewServer(rpc.HandlerFunc(n.serveRPC), rpc.ServerOptions{Logger: n.log})
+	n.rpcSrv = rpc.NewServer(rpc.HandlerFunc(n.serveRPCTimed), rpc.ServerOptions{Logger: n.log})
 
 	if c.HTTPAddr != "" {
 		n.httpLn, err = net.Listen("tcp", c.HTTPAddr)
@@ -246,6 +255,8 @@ func Open(cfg *Config) (_ *Node, err error) {
 		n.httpAddr = n.httpLn.Addr().String()
 		n.httpSrv = n.newHTTPServer() // limits.go
 	}
+	n.rpcAdv = advertised(c.AdvertiseRPCAddr, n.cfg.RPCAddr, c.AdvertiseAddr)
+	n.httpAdv = advertised(c.AdvertiseHTTPAddr, n.httpAddr, c.AdvertiseAddr)
 
 	n.mem, err = newMembership(n, prev)
 	if err != nil {
@@ -272,7 +283,8 @@ func Open(cfg *Config) (_ *Node, err error) {
 	n.goroutine(n.transferLoop)
 	n.goroutine(n.reapLoop)
 	n.log.Info("node started", "id", fmt.Sprintf("%016x", n.id), "gossip", c.AdvertiseAddr,
-		"rpc", n.cfg.RPCAddr, "http", n.httpAddr, "fresh", n.store.Fresh())
+		"rpc", n.rpcAdv, "http", n.httpAdv, "gossip_bind", c.BindAddr, "rpc_listen", n.cfg.RPCAddr,
+		"http_listen", n.httpAddr, "fresh", n.store.Fresh())
 	return n, nil
 }
 
@@ -291,14 +303,22 @@ func (n *Node) Name() string { return n.cfg.Name }
 // ID is the node's identity, created with its data directory.
 func (n *Node) ID() uint64 { return n.id }
 
-// HTTPAddr is the address the client API listens on ("" if disabled).
-func (n *Node) HTTPAddr() string { return n.httpAddr }
+// HTTPAddr is the client API address the node announces to the cluster
+// (Config.AdvertiseHTTPAddr; "" if disabled): where clients reach it.
+func (n *Node) HTTPAddr() string { return n.httpAdv }
+
+// HTTPListenAddr is the address the client API listens on ("" if
+// disabled); it differs from HTTPAddr when listening on every interface.
+func (n *Node) HTTPListenAddr() string { return n.httpAddr }
 
 // GossipAddr is the advertised gossip address.
 func (n *Node) GossipAddr() string { return n.cfg.AdvertiseAddr }
 
-// RPCAddr is the peer-RPC address.
-func (n *Node) RPCAddr() string { return n.cfg.RPCAddr }
+// RPCAddr is the peer-RPC address the node announces to the cluster.
+func (n *Node) RPCAddr() string { return n.rpcAdv }
+
+// RPCListenAddr is the address the peer-RPC server listens on.
+func (n *Node) RPCListenAddr() string { return n.cfg.RPCAddr }
 
 // Close stops the node: the client API, gossip (without announcing a leave:
 // a stopped node keeps its ranges), peer RPC and storage. It waits for every

@@ -456,14 +456,22 @@ func (p *progress) note(left uint64, now time.Time) float64 {
 	return p.rate
 }
 
+// keysToMove returns the keys held here in ranges this node no longer
+// replicates, and all it still has to move: those plus the states its
+// sessions know they have to pull (TransferStatus's ObsoleteKeys and
+// KeysLeft).
+func (n *Node) keysToMove(v *view) (obsolete, left uint64) {
+	obsolete = n.ae.index.SetCount(v.mine.Complement())
+	return obsolete, uint64(max(n.ae.incoming.Load(), 0)) + obsolete
+}
+
 // Transfers returns the state of range transfers at this node.
 func (n *Node) Transfers() TransferStatus {
 	self := n.mem.selfRow()
 	v := n.view.Load()
 	st := TransferStatus{State: self.Status, Moving: v.transfer(),
-		ObsoleteKeys:  n.ae.index.SetCount(v.mine.Complement()),
 		RangesGaining: len(v.gaining), RangesLosing: len(v.losing)}
-	st.KeysLeft = uint64(max(n.ae.incoming.Load(), 0)) + st.ObsoleteKeys
+	st.ObsoleteKeys, st.KeysLeft = n.keysToMove(v)
 	if pulled := n.ae.keysPulled.Load(); pulled > 0 {
 		st.BytesLeft = uint64(float64(st.KeysLeft) * float64(n.ae.bytesReceived.Load()) / float64(pulled))
 	}

@@ -368,3 +368,22 @@ func (r *Ring) Ranges(n int) []Range {
 	})
 	return out
 }
+
+// Arc is the leaves [Lo, Hi) of the hash space, Lo < Hi <= 1<<LeafBits.
+type Arc struct{ Lo, Hi uint32 }
+
+// Arcs returns, per member, the leaves it owns as primary: maximal runs of
+// leaves with that owner, in order from leaf 0 (a run that wraps past the
+// end is split at 0, so it is the member's first and last arc). The arcs of
+// all members partition the hash space, and a member's arcs add up to its
+// Ownership. Members that own nothing are absent; an empty ring has none.
+func (r *Ring) Arcs() map[NodeID][]Arc {
+	out := make(map[NodeID][]Arc, len(r.members))
+	if len(r.tokens) == 0 {
+		return out
+	}
+	r.segments(1, func(lo, hi uint32, pref []NodeID) {
+		out[pref[0]] = append(out[pref[0]], Arc{Lo: lo, Hi: hi})
+	})
+	return out
+}

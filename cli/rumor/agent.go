@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -18,25 +17,9 @@ func agentCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "agent",
 		Usage: "run a Rumor node until interrupted",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "name", Usage: "member name, unique in the cluster (default: the host name)", EnvVars: []string{"RUMOR_NAME"}},
-			&cli.StringFlag{Name: "data", Usage: "data directory (created if missing; a new directory means a new node identity)", EnvVars: []string{"RUMOR_DATA"}},
-			&cli.BoolFlag{Name: "in-memory", Usage: "keep everything in memory (lost on exit)"},
-			&cli.StringFlag{Name: "bind", Value: "127.0.0.1:7946", Usage: "gossip address, TCP and UDP", EnvVars: []string{"RUMOR_BIND"}},
-			&cli.StringFlag{Name: "advertise", Usage: "gossip address other nodes use (default: --bind)", EnvVars: []string{"RUMOR_ADVERTISE"}},
-			&cli.StringFlag{Name: "rpc", Usage: "peer RPC address (default: --bind's host, port + 1)", EnvVars: []string{"RUMOR_RPC"}},
-			&cli.StringFlag{Name: "http", Value: "127.0.0.1:7948", Usage: "client HTTP API address", EnvVars: []string{"RUMOR_HTTP"}},
-			&cli.StringSliceFlag{Name: "join", Usage: "gossip addresses of seeds (comma-separated or repeated); unreachable seeds are retried", EnvVars: []string{"RUMOR_JOIN"}},
-			&cli.StringFlag{Name: "zone", Usage: "failure zone (rack, site): replicas prefer distinct zones", EnvVars: []string{"RUMOR_ZONE"}},
-			&cli.IntFlag{Name: "replicas", Aliases: []string{"n"}, Value: 3, Usage: "replication factor N (the same on every node)"},
-			&cli.StringFlag{Name: "r", Value: "1", Usage: "default read quorum: 1, quorum, all or a count"},
-			&cli.StringFlag{Name: "w", Value: "1", Usage: "default write quorum: 1, quorum, all, primary or a count"},
-			&cli.IntFlag{Name: "vnodes", Usage: "virtual nodes per member (the same on every node; default: the ring's)"},
-			&cli.DurationFlag{Name: "clock-offset", Usage: "shift this node's clock (fault injection: a node with a wrong clock loses no writes)", Hidden: true},
-			&cli.BoolFlag{Name: "no-sync", Usage: "acknowledge writes before they are fsynced (faster, loses recent writes on a crash)"},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"RUMOR_LOG_LEVEL"}},
-			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"RUMOR_LOG_FORMAT"}},
-		},
+		Description: "Settings come from flags, then RUMOR_* environment variables, then the TOML file\n" +
+			"given by --config (keys are the flag names), then the defaults: see docs/configuration.md.",
+		Flags:  agentFlags(),
 		Action: runAgent,
 	}
 }
@@ -57,65 +40,79 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("bad --log-format %q: want text or json", format)
 }
 
-// agentConfig builds a node configuration from the agent's flags.
-func agentConfig(c *cli.Context) (*node.Config, error) {
-	if err := noArgs(c); err != nil {
-		return nil, err
-	}
-	name := c.String("name")
+// agentConfig builds a node configuration from the agent's settings
+// (flags, environment, configuration file, defaults).
+func agentConfig(c *cli.Context, s *settings) (*node.Config, error) {
+	name := s.str("name")
 	if name == "" {
 		h, err := os.Hostname()
 		if err != nil {
 			return nil, fmt.Errorf("no --name and no host name: %w", err)
 		}
 		name = h
+		s.vals["name"] = h
 	}
-	cfg := node.DefaultConfig(name, c.String("data"))
-	cfg.InMemory = c.Bool("in-memory")
+	cfg := node.DefaultConfig(name, s.str("data"))
+	cfg.InMemory = s.boolean("in-memory")
 	if cfg.DataDir == "" && !cfg.InMemory {
 		return nil, fmt.Errorf("--data is required (or --in-memory)")
 	}
-	cfg.BindAddr = c.String("bind")
-	cfg.AdvertiseAddr = c.String("advertise")
-	cfg.RPCAddr = c.String("rpc")
-	cfg.HTTPAddr = c.String("http")
-	for _, j := range c.StringSlice("join") {
-		for _, s := range strings.Split(j, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				cfg.Join = append(cfg.Join, s)
-			}
-		}
-	}
-	cfg.Zone = c.String("zone")
-	cfg.N = c.Int("replicas")
-	if err := checkLevel("r", c.String("r"), false); err != nil {
-		return nil, err
-	}
-	if err := checkLevel("w", c.String("w"), true); err != nil {
-		return nil, err
-	}
-	cfg.R, _ = node.ParseConsistency(c.String("r"))
-	cfg.W, _ = node.ParseConsistency(c.String("w"))
-	cfg.VNodes = c.Int("vnodes")
-	cfg.NoSync = c.Bool("no-sync")
-	cfg.ClockOffset = c.Duration("clock-offset")
+	cfg.BindAddr = s.str("bind")
+	cfg.AdvertiseAddr = s.str("advertise")
+	cfg.RPCAddr = s.str("rpc")
+	cfg.AdvertiseRPCAddr = s.str("advertise-rpc")
+	cfg.HTTPAddr = s.str("http")
+	cfg.AdvertiseHTTPAddr = s.str("advertise-http")
+	cfg.Join = s.list("join")
+	cfg.Zone = s.str("zone")
+	cfg.N = s.integer("replicas")
+	// r and w were checked by resolveSettings.
+	cfg.R, _ = node.ParseConsistency(s.str("r"))
+	cfg.W, _ = node.ParseConsistency(s.str("w"))
+	cfg.VNodes = s.integer("vnodes")
+	cfg.NoSync = s.boolean("no-sync")
+	cfg.ClockOffset = s.duration("clock-offset")
 	var err error
-	if cfg.Logger, err = newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format")); err != nil {
+	if cfg.Logger, err = newLogger(c.App.ErrWriter, s.str("log-level"), s.str("log-format")); err != nil {
 		return nil, err
 	}
 	return cfg, nil
 }
 
 func runAgent(c *cli.Context) error {
-	cfg, err := agentConfig(c)
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	if c.Bool(flagConfigTable) {
+		_, err := io.WriteString(c.App.Writer, configTable())
+		return err
+	}
+	asJSON, err := wantJSON(c)
 	if err != nil {
 		return err
+	}
+	s, err := resolveSettings(c, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	cfg, err := agentConfig(c, s)
+	if err != nil {
+		return err
+	}
+	if c.Bool(flagPrintConfig) {
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		if asJSON {
+			return s.writeJSON(c.App.Writer)
+		}
+		return s.writeTOML(c.App.Writer)
 	}
 	n, err := node.Open(cfg)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.ErrWriter, "rumor agent %s: gossip %s, rpc %s, http %s\n", n.Name(), n.GossipAddr(), n.RPCAddr(), n.HTTPAddr())
+	startupLine(c.App.ErrWriter, s.str("log-format"), n, cfg.BindAddr)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
@@ -127,4 +124,24 @@ func runAgent(c *cli.Context) error {
 	case <-c.Context.Done():
 	}
 	return n.Close()
+}
+
+// startupLine tells the operator where the agent listens, whatever the log
+// level: a plain line, or a JSON record when logs are JSON (so that every
+// line of stderr parses). The addresses are the advertised ones; the
+// listen addresses follow when they differ (a 0.0.0.0 host).
+func startupLine(w io.Writer, format string, n *node.Node, bind string) {
+	differ := n.RPCListenAddr() != n.RPCAddr() || n.HTTPListenAddr() != n.HTTPAddr() || bind != n.GossipAddr()
+	if format == "json" {
+		attrs := []any{"name", n.Name(), "gossip", n.GossipAddr(), "rpc", n.RPCAddr(), "http", n.HTTPAddr()}
+		if differ {
+			attrs = append(attrs, "gossip_bind", bind, "rpc_listen", n.RPCListenAddr(), "http_listen", n.HTTPListenAddr())
+		}
+		slog.New(slog.NewJSONHandler(w, nil)).Info("rumor agent started", attrs...)
+		return
+	}
+	fmt.Fprintf(w, "rumor agent %s: gossip %s, rpc %s, http %s\n", n.Name(), n.GossipAddr(), n.RPCAddr(), n.HTTPAddr())
+	if differ {
+		fmt.Fprintf(w, "rumor agent %s: listening on gossip %s, rpc %s, http %s\n", n.Name(), bind, n.RPCListenAddr(), n.HTTPListenAddr())
+	}
 }

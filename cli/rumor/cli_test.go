@@ -261,7 +261,7 @@ func TestCLI(t *testing.T) {
 
 	t.Run("status", func(t *testing.T) {
 		ok(t, "put", "st", "v", "--addr", a)
-		st := decode[map[string]any](t, ok(t, "status", "-o", "json", "--addr", a))
+		st := decode[map[string]any](t, ok(t, "status", "--node", "-o", "json", "--addr", a))
 		if st["name"] != "n1" {
 			t.Fatalf("status name %v", st["name"])
 		}
@@ -272,7 +272,7 @@ func TestCLI(t *testing.T) {
 		if ae, _ := st["antientropy"].(map[string]any); ae == nil || ae["peers"] == nil {
 			t.Fatalf("status has no antientropy.peers: %v", st)
 		}
-		r := ok(t, "status", "--addr", a)
+		r := ok(t, "status", "--node", "--addr", a)
 		for _, want := range []string{"name: n1\n", "metrics:\n", "\n  writes: ", "\n  reads: ", "antientropy:\n", "\n  ranges_total: ", "\n  peers:\n"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("status text lacks %q:\n%s", want, r.stdout)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"time"
 
@@ -27,16 +28,31 @@ func leaveCommand() *cli.Command {
 			if c.NArg() != 0 {
 				return usageErr(c, "leave takes no arguments; --addr picks the node")
 			}
+			js, err := wantJSON(c)
+			if err != nil {
+				return err
+			}
+			// -o json: one object at the end instead of progress lines.
+			out := c.App.Writer
+			if js {
+				out = io.Discard
+			}
+			done := func(state string) error {
+				if js {
+					return printJSON(c.App.Writer, map[string]string{"addr": newClient(c).Addr(), "state": state})
+				}
+				return nil
+			}
 			cl := newClient(c)
 			ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
-			err := cl.PostJSON(ctx, "/v1/leave", nil)
+			err = cl.PostJSON(ctx, "/v1/leave", nil)
 			cancel()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "%s is leaving\n", cl.Addr())
+			fmt.Fprintf(out, "%s is leaving\n", cl.Addr())
 			if c.Bool("no-wait") {
-				return nil
+				return done(node.StatusLeaving)
 			}
 			deadline := time.Now().Add(c.Duration("timeout"))
 			last := ""
@@ -50,17 +66,17 @@ func leaveCommand() *cli.Command {
 				switch {
 				case err != nil && st.Transfer.State == "" && last != "":
 					// The agent exited after leaving.
-					fmt.Fprintln(c.App.Writer, "left (the agent has stopped)")
-					return nil
+					fmt.Fprintln(out, "left (the agent has stopped)")
+					return done(node.StatusLeft)
 				case err != nil:
 					return fmt.Errorf("following the leave: %w", err)
 				case st.Transfer.State == node.StatusLeft:
-					fmt.Fprintln(c.App.Writer, "left")
-					return nil
+					fmt.Fprintln(out, "left")
+					return done(node.StatusLeft)
 				}
 				line := fmt.Sprintf("%s: waiting for %v", st.Transfer.State, st.Transfer.Waiting)
 				if line != last {
-					fmt.Fprintln(c.App.Writer, line)
+					fmt.Fprintln(out, line)
 					last = line
 				}
 				select {
@@ -87,8 +103,15 @@ func removeCommand() *cli.Command {
 			ctx, cancel := context.WithTimeout(c.Context, requestTimeout)
 			defer cancel()
 			name := c.Args().Get(0)
+			js, err := wantJSON(c)
+			if err != nil {
+				return err
+			}
 			if err := newClient(c).PostJSON(ctx, "/v1/remove/"+url.PathEscape(name), nil); err != nil {
 				return err
+			}
+			if js {
+				return printJSON(c.App.Writer, map[string]string{"removed": name})
 			}
 			fmt.Fprintf(c.App.Writer, "%s removed; its ranges are being re-replicated\n", name)
 			return nil

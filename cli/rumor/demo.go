@@ -163,8 +163,10 @@ func runDemo(c *cli.Context) error {
 		{rumorCmd + " get colour -o json", "# both values and a context"},
 		{rumorCmd + " put colour teal --context <context>", "# resolves: one value"},
 		{rumorCmd + " get colour --local", "# this node's own copy"},
-		{rumorCmd + " ring", ""},
-		{"curl -s http://" + first + "/v1/status", ""},
+		{rumorCmd + " status", "# a row per node"},
+		{rumorCmd + " ring", "# ownership of the hash space"},
+		{"curl -s http://" + first + "/metrics", "# Prometheus"},
+		{"open http://" + first + "/ui", "# the ring, live, in a browser"},
 	} {
 		if l[1] == "" {
 			fmt.Fprintf(tw, "  %s\n", l[0]) // no cell: no trailing blanks
@@ -268,6 +270,16 @@ func demoSession(ctx context.Context, out io.Writer, nodes []*node.Node) error {
 			return fmt.Errorf("%s: %w", n.Name(), err)
 		}
 		fmt.Fprintf(out, "    %s\n", strings.Join(v.Strings(), ", "))
+	}
+	say(nodes[0].HTTPAddr(), "status")
+	var cs node.ClusterStatus
+	if err := a.GetJSON(ctx, "/v1/cluster", &cs); err != nil {
+		return err
+	}
+	var buf strings.Builder
+	printClusterStatus(&buf, cs, time.Now())
+	for _, l := range strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n") {
+		fmt.Fprintf(out, "    %s\n", l)
 	}
 	return nil
 }

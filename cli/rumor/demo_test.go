@@ -83,7 +83,10 @@ func TestDemo(t *testing.T) {
 		"  $ rumor --addr " + first + " put greeting 'hello, world' --context <that context>\n",
 		"Try it yourself",
 		"go run ./cli/rumor --addr " + last + " get colour",
-		"curl -s http://" + first + "/v1/status",
+		"  $ rumor --addr " + first + " status\n    3 nodes, N=3, ",
+		"    NAME  STATE  STATUS  ZONE  OWNS",
+		"curl -s http://" + first + "/metrics",
+		"http://" + first + "/ui",
 		"Serving for 1s.\n",
 		"Stopping the demo cluster.\n",
 	} {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -289,36 +288,6 @@ func humanBytes(b uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
-}
-
-func statusCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "status",
-		Usage: "the contacted node's counters",
-		Flags: clientFlags(),
-		Action: func(c *cli.Context) error {
-			js, err := checkInfo(c)
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := fetch(c, "/v1/status", &raw); err != nil {
-				return err
-			}
-			// Numbers stay exact (counters are uint64).
-			var st map[string]any
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.UseNumber()
-			if err := dec.Decode(&st); err != nil {
-				return fmt.Errorf("status: decode answer: %w", err)
-			}
-			if js {
-				return printJSON(c.App.Writer, st)
-			}
-			printTree(c.App.Writer, "", st)
-			return nil
-		},
-	}
 }
 
 // printTree prints a decoded JSON document as indented "key: value" lines

@@ -4,8 +4,10 @@
 //	rumor put KEY VALUE [--context C] [--w 1|quorum|all|primary]
 //	rumor get KEY [--r 1|quorum|all] [--local] [-o json]
 //	rumor del KEY [--context C]
-//	rumor members | ring | status
+//	rumor members | ring | status [--node] [-o json]
+//	rumor leave | remove NODE
 //	rumor demo [--nodes 3]
+//	rumor completion bash|zsh|fish
 //
 // Flags may follow the positional arguments ("rumor get k -o json"); a
 // value that starts with a dash goes after "--" ("rumor put k -- -1").
@@ -149,6 +151,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			removeCommand(),
 			statusCommand(),
 			demoCommand(),
+			completionCommand(),
 		},
 	}
 	for _, c := range app.Commands {
@@ -246,7 +249,7 @@ func checkLevel(flag, v string, primaryOK bool) error {
 // flags before the command name stay where they are; anything else (no
 // command, an unknown one, "--" before it) is returned unchanged.
 func reorderArgs(app *cli.App, args []string) []string {
-	if len(args) < 2 {
+	if len(args) < 2 || completing(args) {
 		return args
 	}
 	// Skip global flags before the command name.

@@ -16,15 +16,20 @@ type Metrics struct {
 	// hint key spaces (tables only; recent writes still in the memtable are
 	// not counted).
 	DataBytes, HintBytes uint64
-	// MemTableBytes is the size of the memtables.
+	// MemTableBytes is the size of the memtables and MemTables their
+	// number (the mutable one and those waiting for a flush).
 	MemTableBytes uint64
-	// WALBytes is the size of the live WAL files; WALBytesWritten counts
-	// every byte written to the WAL since Open.
+	MemTables     int64
+	// WALBytes is the size of the live WAL files (at least the data in
+	// them: pebble does not size the file being written); WALBytesWritten
+	// counts every byte written to the WAL since Open.
 	WALBytes, WALBytesWritten uint64
-	// WALSyncs is the number of WAL fsyncs since Open and WALSyncLatency
-	// their mean duration. Writes / WALSyncs above 1 is group commit at work.
+	// WALSyncs is the number of WAL fsyncs since Open, WALSyncTime their
+	// total duration and WALSyncLatency their mean. Writes / WALSyncs above
+	// 1 is group commit at work.
 	WALSyncs       uint64
 	WALSyncLatency time.Duration
+	WALSyncTime    time.Duration
 	// Writes counts the store's commits since Open; SyncedWrites those that
 	// waited for an fsync.
 	Writes, SyncedWrites uint64
@@ -32,8 +37,10 @@ type Metrics struct {
 	// WriteAmp the bytes written to tables per byte written to L0.
 	ReadAmp  int
 	WriteAmp float64
-	// Tables is the number of sstables.
+	// Tables is the number of sstables; Levels breaks them down by level
+	// of the LSM tree.
 	Tables int64
+	Levels [NumLevels]LevelMetrics
 	// Flushes and Compactions count those operations since Open;
 	// CompactionDebt estimates the bytes compaction still has to rewrite.
 	Flushes, Compactions int64
@@ -44,6 +51,21 @@ type Metrics struct {
 	BlockCacheBytes, BlockCacheHits, BlockCacheMisses int64
 	// HintsPending is the number of hints waiting for handoff.
 	HintsPending int
+}
+
+// NumLevels is the number of levels of pebble's LSM tree (L0 to L6).
+const NumLevels = 7
+
+// The compiler checks NumLevels against pebble's.
+var _ = [NumLevels]pebble.LevelMetrics(pebble.Metrics{}.Levels)
+
+// LevelMetrics describe one level of the LSM tree.
+type LevelMetrics struct {
+	// Tables and Bytes are the number and total size of its sstables.
+	Tables, Bytes int64
+	// Sublevels is the level's share of the read amplification: the
+	// sorted runs in it (several in L0, at most one elsewhere).
+	Sublevels int32
 }
 
 // Metrics returns a snapshot of the store's metrics; the zero Metrics once
@@ -58,7 +80,8 @@ func (s *Store) Metrics() Metrics {
 	m := Metrics{
 		DiskUsage:        pm.DiskSpaceUsage(),
 		MemTableBytes:    pm.MemTable.Size,
-		WALBytes:         pm.WAL.PhysicalSize,
+		MemTables:        pm.MemTable.Count,
+		WALBytes:         max(pm.WAL.PhysicalSize, pm.WAL.Size),
 		WALBytesWritten:  pm.WAL.BytesWritten,
 		Writes:           s.stats.writes.Load(),
 		SyncedWrites:     s.stats.syncedWrites.Load(),
@@ -73,15 +96,19 @@ func (s *Store) Metrics() Metrics {
 		BlockCacheHits:   pm.BlockCache.Hits,
 		BlockCacheMisses: pm.BlockCache.Misses,
 	}
+	for i, l := range pm.Levels {
+		m.Levels[i] = LevelMetrics{Tables: l.TablesCount, Bytes: l.TablesSize, Sublevels: l.Sublevels}
+	}
 	m.DataBytes, _ = s.db.EstimateDiskUsage([]byte{prefixData}, []byte{prefixData + 1})
 	m.HintBytes, _ = s.db.EstimateDiskUsage([]byte{prefixHint}, []byte{prefixHint + 1})
 	if h := pm.LogWriter.FsyncLatency; h != nil {
 		var d dto.Metric
 		if h.Write(&d) == nil && d.Histogram != nil {
 			m.WALSyncs = d.Histogram.GetSampleCount()
+			// pebble observes nanoseconds.
+			m.WALSyncTime = time.Duration(d.Histogram.GetSampleSum())
 			if m.WALSyncs > 0 {
-				// pebble observes nanoseconds.
-				m.WALSyncLatency = time.Duration(d.Histogram.GetSampleSum() / float64(m.WALSyncs))
+				m.WALSyncLatency = m.WALSyncTime / time.Duration(m.WALSyncs)
 			}
 		}
 	}

@@ -652,8 +652,27 @@ func TestMetrics(t *testing.T) {
 		set(t, s, fmt.Appendf(nil, "k%d", i), bytes.Repeat([]byte("v"), 100))
 	}
 	m := s.Metrics()
-	if m.Writes < 100 || m.SyncedWrites < 100 || m.WALSyncs == 0 || m.WALBytesWritten < 100*100 || m.DiskUsage == 0 {
+	if m.Writes < 100 || m.SyncedWrites < 100 || m.WALSyncs == 0 || m.WALBytesWritten < 100*100 || m.DiskUsage == 0 ||
+		m.WALSyncTime <= 0 || m.MemTables < 1 || m.MemTableBytes == 0 {
 		t.Fatalf("implausible metrics after 100 synced writes: %+v", m)
+	}
+	// A flush makes a table in some level; the levels add up to Tables.
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	m = s.Metrics()
+	var tables int64
+	for _, l := range m.Levels {
+		tables += l.Tables
+		if (l.Tables > 0) != (l.Bytes > 0) {
+			t.Errorf("level with %d tables of %d bytes", l.Tables, l.Bytes)
+		}
+	}
+	if m.Flushes < 1 || tables < 1 || tables != m.Tables {
+		t.Fatalf("after a flush: %d flushes, %d tables by level, %d in all", m.Flushes, tables, m.Tables)
+	}
+	if m.Levels[0].Tables > 0 && m.Levels[0].Sublevels < 1 {
+		t.Errorf("L0 holds %d tables in %d sublevels", m.Levels[0].Tables, m.Levels[0].Sublevels)
 	}
 }
 

@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -287,6 +288,26 @@ func TestDocsKubernetes(t *testing.T) {
 	if dig(sts, "spec", "template", "metadata", "annotations", "prometheus.io/path") != "/metrics" {
 		t.Error("no prometheus.io/path: /metrics annotation on the pods")
 	}
+
+	// The agent accepts the arguments as the kubelet expands them.
+	expand := strings.NewReplacer("$(POD_NAME)", "rumor-0", "$(POD_IP)", "10.1.2.3", "$(POD_NAMESPACE)", "ns")
+	var expanded []string
+	for _, a := range args {
+		expanded = append(expanded, expand.Replace(a))
+	}
+	r := rumor(t, append(append([]string{"agent"}, expanded...), "--print-config", "-o", "json")...)
+	if r.code != 0 {
+		t.Fatalf("the agent refuses the manifest's arguments: %v", r)
+	}
+	var printed struct {
+		Config map[string]any `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &printed); err != nil {
+		t.Fatalf("--print-config -o json: %v: %q", err, r.stdout)
+	}
+	if printed.Config["advertise"] != "10.1.2.3:7946" || printed.Config["name"] != "rumor-0" {
+		t.Errorf("effective configuration %v", printed.Config)
+	}
 }
 
 // unitDirectives reads a systemd unit: directive → values, with
@@ -384,6 +405,28 @@ func TestDocsSystemd(t *testing.T) {
 	}
 	if want := "/var/lib/" + unit["StateDirectory"][0]; conf["data"] != want {
 		t.Errorf("rumor.toml data = %q, want the unit's state directory %s", conf["data"], want)
+	}
+
+	// The agent reads the file: every key parses, with the right type.
+	path, err := filepath.Abs(filepath.Join(docsDir, "deploy", "rumor.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rumor(t, "agent", "--config", path, "--print-config", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("the agent refuses docs/deploy/rumor.toml: %v", r)
+	}
+	var printed struct {
+		Sources map[string]string `json:"sources"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &printed); err != nil {
+		t.Fatalf("--print-config -o json: %v: %q", err, r.stdout)
+	}
+	for k := range conf {
+		// A RUMOR_* variable in the test's environment would win.
+		if src := printed.Sources[k]; src != "file" && !strings.HasPrefix(src, "env ") {
+			t.Errorf("key %s: source %q, want the file", k, src)
+		}
 	}
 }
 

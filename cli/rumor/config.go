@@ -81,6 +81,9 @@ func settingFlags() []cli.Flag {
 		&cli.IntFlag{Name: "vnodes", Usage: "virtual nodes per member (the same on every node; 0: the ring's default)"},
 		&cli.DurationFlag{Name: "clock-offset", Usage: "shift this node's clock (fault injection: a node with a wrong clock loses no writes)", Hidden: true},
 		&cli.BoolFlag{Name: "no-sync", Usage: "acknowledge writes before they are fsynced (faster, loses recent writes on a crash)"},
+		&cli.StringFlag{Name: "tokens-file", Usage: "file of bearer tokens for the client API (TOML, see docs/security.md): every request but GET /v1/health and the /ui page then needs one",
+			DefaultText: "none: the client API is open"},
+		&cli.BoolFlag{Name: "insecure", Usage: "acknowledge running without the protections not configured (client tokens; see docs/security.md); they are listed in a warning at start"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 	}

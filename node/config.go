@@ -261,6 +261,16 @@ type Config struct {
 	// fault-injecting network). Default: real TCP/UDP sockets.
 	Network Network
 
+	// Tokens, if any, are the bearer tokens the client HTTP API accepts:
+	// every request then needs one, except GET /v1/health and the /ui
+	// page (see auth.go); a read-only token cannot write. Default none:
+	// anyone who reaches the API may read and write. ReadTokensFile reads
+	// them from a file.
+	Tokens []Token
+	// Insecure acknowledges running without some protection (see
+	// SecurityGaps); the node logs what is missing at start. Default false.
+	Insecure bool
+
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 
@@ -424,6 +434,9 @@ func (c *Config) validate() error {
 	}
 	if c.Memberlist != nil && (c.Memberlist.Keyring != nil || len(c.Memberlist.SecretKey) > 0) {
 		return fmt.Errorf("%w: set GossipKeys, not Memberlist.Keyring or Memberlist.SecretKey", errConfig)
+	}
+	if err := validateTokens(c.Tokens); err != nil {
+		return fmt.Errorf("%w: %v", errConfig, err)
 	}
 	// Zero values mean defaults (a Config built by hand, not by
 	// DefaultConfig).

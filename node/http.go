@@ -89,7 +89,7 @@ func (n *Node) httpHandler() http.Handler {
 			return
 		case strings.HasPrefix(r.URL.Path, statePrefix):
 			h, ok = n.handleState, true
-		case r.URL.Path == keyringPrefix || strings.HasPrefix(r.URL.Path, keyringPrefix+"/"):
+		case r.URL.Path == keyringPath || strings.HasPrefix(r.URL.Path, keyringPath+"/"):
 			n.handleKeyring(w, r) // GET lists; POST install, use, remove (keyring.go)
 			return
 		case r.URL.Path == "/v1/leave" || strings.HasPrefix(r.URL.Path, removePrefix):
@@ -121,8 +121,9 @@ func (n *Node) httpHandler() http.Handler {
 const healthPath = "/v1/health"
 
 // guardHTTP wraps every client request: a panic is answered 500 instead of
-// dropping the connection, requests past MaxInFlightRequests are answered
-// 503, and a request with a body is answered with "Connection: close" until
+// dropping the connection, a request without the token it needs is answered
+// 401 or 403 (when the node has tokens), requests past MaxInFlightRequests
+// are answered 503, and a request with a body is answered with "Connection: close" until
 // its handler has read the whole body (handleWrite lifts it), so net/http
 // never reads a body after the handler without the body's deadline.
 func (n *Node) guardHTTP(next http.HandlerFunc) http.Handler {
@@ -140,6 +141,9 @@ func (n *Node) guardHTTP(next http.HandlerFunc) http.Handler {
 		}()
 		if r.ContentLength != 0 {
 			w.Header().Set("Connection", "close")
+		}
+		if !n.authorize(w, r) { // auth.go
+			return
 		}
 		if r.URL.Path != healthPath && r.URL.Path != metricsPath {
 			select {

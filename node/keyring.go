@@ -182,9 +182,9 @@ func checkGossipKey(k []byte) error {
 
 func encodeKey(k []byte) string { return base64.StdEncoding.EncodeToString(k) }
 
-// keyringPath is where the keyring is kept: Config.KeyringFile, else the
+// keyringFilePath is where the keyring is kept: Config.KeyringFile, else the
 // data directory's keyring file, else nowhere (in-memory nodes).
-func keyringPath(c *Config) string {
+func keyringFilePath(c *Config) string {
 	switch {
 	case c.KeyringFile != "":
 		return c.KeyringFile
@@ -198,7 +198,7 @@ func keyringPath(c *Config) string {
 // one, else from c.GossipKeys (written to the file). Without either, gossip
 // is not encrypted (ring nil).
 func loadKeyring(c *Config, log *slog.Logger) (*gossipKeyring, error) {
-	kr := &gossipKeyring{path: keyringPath(c)}
+	kr := &gossipKeyring{path: keyringFilePath(c)}
 	if kr.path != "" {
 		keys, primary, err := readKeyringFile(kr.path)
 		switch {
@@ -613,11 +613,6 @@ func (n *Node) serveKeyring(body []byte) ([]byte, error) {
 // codeConflict is the remote error code for a refused keyring operation.
 const codeConflict = 409
 
-// keyringPrefix is the client API's keyring endpoints: GET /v1/keyring
-// lists, POST /v1/keyring/{install,use,remove} with {"key": "base64"}
-// (and "force": true to skip the readiness check of use and remove).
-const keyringPrefix = "/v1/keyring"
-
 // keyringBody is the body of the keyring POSTs.
 type keyringBody struct {
 	Key   string `json:"key"`
@@ -627,12 +622,15 @@ type keyringBody struct {
 // maxKeyringBody bounds a keyring request body.
 const maxKeyringBody = 4 << 10
 
-// handleKeyring serves the keyring endpoints. Status: 200 when every member
+// handleKeyring serves the keyring endpoints (keyringPath): GET
+// /v1/keyring lists, POST /v1/keyring/{install,use,remove} with {"key":
+// "base64"} (and "force": true to skip the readiness check of use and
+// remove). Status: 200 when every member
 // applied the operation; 500 when some did not (the body is the same
 // document with the failures in its rows and in "error"); 409 when refused
 // (nothing changed; the body shows why); 400 for a bad key or body.
 func (n *Node) handleKeyring(w http.ResponseWriter, r *http.Request) {
-	op := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, keyringPrefix), "/")
+	op := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, keyringPath), "/")
 	var key []byte
 	var force bool
 	switch {

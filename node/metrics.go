@@ -255,6 +255,7 @@ var (
 	descHintsPending     = newDesc("hints_pending", "Hints held here waiting for their replica, by target member.", "target")
 	descHTTPOverloaded   = newDesc("http_overloaded_total", "Client requests answered 503 for the in-flight request or request body memory limits.")
 	descHTTPConnsRefused = newDesc("http_conns_refused_total", "Client connections refused past MaxClientConns.")
+	descHTTPAuthDenied   = newDesc("http_auth_denied_total", "Client requests refused for their token, by reason: missing (401), unknown (401), read_only (403: a read-only token on a write).", "reason")
 
 	// Membership and ring.
 	descMembers       = newDesc("members", "Members this node knows, by reachability.", "state")
@@ -367,6 +368,9 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descHintBytes, float64(m.HintBytes))
 	counter(descHTTPOverloaded, float64(m.HTTPOverloaded))
 	counter(descHTTPConnsRefused, float64(m.HTTPConnsRefused))
+	for i, reason := range denialNames {
+		counter(descHTTPAuthDenied, float64(n.auth.denied[i].Load()), reason)
+	}
 	// Hints pending: every other member (0 without hints), and any target
 	// the ring no longer names; summed by name, as a name may come back
 	// under a new identity.

@@ -65,6 +65,7 @@ type Node struct {
 	httpSrv  *http.Server
 	httpLn   net.Listener
 	httpLim  httpLimits
+	auth     *authenticator // auth.go
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -181,6 +182,7 @@ func Open(cfg *Config) (_ *Node, err error) {
 	}
 	n := &Node{cfg: c, log: c.Logger.With("node", c.Name), readSlots: make(chan struct{}, maxRemoteReads)}
 	n.xfer.left = make(chan struct{})
+	n.auth = newAuthenticator(c.Tokens)
 	n.prom = newPromMetrics(n)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if off := c.ClockOffset; off != 0 {
@@ -291,6 +293,7 @@ func Open(cfg *Config) (_ *Node, err error) {
 	n.log.Info("node started", "id", fmt.Sprintf("%016x", n.id), "gossip", c.AdvertiseAddr,
 		"rpc", n.rpcAdv, "http", n.httpAdv, "gossip_bind", c.BindAddr, "rpc_listen", n.cfg.RPCAddr,
 		"http_listen", n.httpAddr, "fresh", n.store.Fresh())
+	n.logSecurityGaps()
 	return n, nil
 }
 

@@ -689,3 +689,104 @@ func TestUIRendering(t *testing.T) {
 	}
 	d.noErrors()
 }
+
+// The web view of a node with tokens: the page itself loads without one,
+// asks for a token when the node answers 401, says so when the node
+// refuses the one given, and draws the cluster once given a good one
+// (read-only is enough), which it keeps for the tab (sessionStorage, not
+// the URL) across a reload.
+func TestUIChromiumToken(t *testing.T) {
+	if _, ok := findChromium(); !ok {
+		t.Skip("chromium not installed: apt-get install chromium")
+	}
+	nodes := startCluster(t, 2, func(c *Config) { c.Tokens = testTokens() })
+	if _, err := nodes[0].Put(bg, []byte("k"), []byte("v"), &WriteOptions{W: All}); err != nil {
+		t.Fatal(err)
+	}
+	// The browser reports every 401 answer as a console error.
+	d := openUI(t, "http://"+nodes[0].HTTPAddr()+"/ui", func(url, text string) bool {
+		return strings.Contains(text, "401")
+	})
+	type authState struct {
+		Hidden bool
+		Note   string
+		Stored string
+		URL    string
+	}
+	const authJS = `(() => ({Hidden: document.getElementById('auth').hidden,
+  Note: document.getElementById('auth-note').textContent,
+  Stored: sessionStorage.getItem('rumor-token') || '', URL: location.href}))()`
+	waitAuth := func(what string, ok func(a authState) bool) authState {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			a := eval[authState](d, authJS)
+			if ok(a) {
+				return a
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 15 s: %+v", what, a)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	submit := func(tok string) {
+		t.Helper()
+		if err := chromedp.Do(d.ctx, chromedp.SendKeys(chromedp.CSS("#token"), tok),
+			chromedp.Click(chromedp.CSS("#auth button[type=submit]"))); err != nil {
+			t.Fatalf("fill the token form: %v", err)
+		}
+	}
+	drawn := func(s uiSnapshot) error {
+		st := s.states()
+		if len(s.Rows) != 2 || st["n1"] != StateAlive || st["n2"] != StateAlive || len(s.Arcs) == 0 {
+			return fmt.Errorf("rows %+v, %d arcs", s.Rows, len(s.Arcs))
+		}
+		for _, r := range s.Rows {
+			if r.Cells[5] != "1" { // keys, from /v1/cluster
+				return fmt.Errorf("row %s: %q", r.Node, r.Cells)
+			}
+		}
+		return nil
+	}
+
+	waitAuth("the token form", func(a authState) bool { return !a.Hidden })
+	if s := d.snapshot(); len(s.Arcs) != 0 || len(s.Rows) != 0 || s.Banner != "" {
+		t.Fatalf("without a token the page shows %d arcs, rows %+v, banner %q", len(s.Arcs), s.Rows, s.Banner)
+	}
+	d.shoot("rumor-ui-token.png")
+
+	submit("not-a-token-of-this-cluster")
+	a := waitAuth("the refused token said so", func(a authState) bool {
+		return !a.Hidden && strings.Contains(a.Note, "did not accept")
+	})
+	if a.Stored != "" {
+		t.Fatalf("a refused token is kept: %+v", a)
+	}
+
+	submit(roSecret)
+	d.wait(20*time.Second, "the cluster drawn with the read-only token", drawn)
+	a = waitAuth("the form gone", func(a authState) bool { return a.Hidden })
+	if a.Stored != roSecret || strings.Contains(a.URL, roSecret) || strings.Contains(a.URL, "token") {
+		t.Fatalf("token kept as %q, page at %q", a.Stored, a.URL)
+	}
+	if got := deniedCounts(t, nodes[0].Node); got["missing"] < 1 || got["unknown"] < 1 || got["read_only"] != 0 {
+		t.Fatalf("denials %v", got)
+	}
+	d.noErrors()
+
+	// A reload keeps the token: no form, the cluster at once.
+	if err := chromedp.Do(d.ctx, chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	d.wait(20*time.Second, "the cluster drawn after a reload", drawn)
+	if a := eval[authState](d, authJS); !a.Hidden {
+		t.Fatalf("the form is back after a reload: %+v", a)
+	}
+	missing := deniedCounts(t, nodes[0].Node)["missing"]
+	time.Sleep(2500 * time.Millisecond) // a refresh or more
+	if got := deniedCounts(t, nodes[0].Node)["missing"]; got != missing {
+		t.Fatalf("requests without the token after the reload: %v denials, were %v", got, missing)
+	}
+	d.noErrors()
+}

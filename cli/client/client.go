@@ -27,6 +27,9 @@ var ErrNotFound = errors.New("not found")
 type Error struct {
 	Status int    // HTTP status code
 	Msg    string // the node's message
+	// Token reports whether the request carried a bearer token (a 401
+	// then means the node does not accept it rather than wants one).
+	Token bool
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Msg, e.Status) }
@@ -340,5 +343,5 @@ func apiError(resp *http.Response, body []byte) error {
 	if msg == "" {
 		msg = http.StatusText(resp.StatusCode)
 	}
-	return &Error{Status: resp.StatusCode, Msg: msg}
+	return &Error{Status: resp.StatusCode, Msg: msg, Token: resp.Request != nil && resp.Request.Header.Get("Authorization") != ""}
 }

@@ -82,9 +82,20 @@ func agentConfig(c *cli.Context, s *settings) (*node.Config, error) {
 		cfg.GossipKeys = [][]byte{key}
 	}
 	cfg.KeyringFile = s.str("keyring-file")
+	cfg.Insecure = s.boolean("insecure")
 	var err error
 	if cfg.Logger, err = newLogger(c.App.ErrWriter, s.str("log-level"), s.str("log-format")); err != nil {
 		return nil, err
+	}
+	if path := s.str("tokens-file"); path != "" {
+		tokens, warning, err := node.ReadTokensFile(path)
+		if err != nil {
+			return nil, err
+		}
+		if warning != "" {
+			cfg.Logger.Warn(warning)
+		}
+		cfg.Tokens = tokens
 	}
 	return cfg, nil
 }

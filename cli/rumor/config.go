@@ -85,6 +85,9 @@ func settingFlags() []cli.Flag {
 		&cli.StringFlag{Name: "keyring-file", Usage: "where the gossip keyring is kept (JSON, mode 0600; rotations with rumor keyring update it)",
 			DefaultText: "keyring in --data; in memory with --in-memory"},
 		&cli.BoolFlag{Name: "no-sync", Usage: "acknowledge writes before they are fsynced (faster, loses recent writes on a crash)"},
+		&cli.StringFlag{Name: "tokens-file", Usage: "file of bearer tokens for the client API (TOML, see docs/security.md): every request but GET /v1/health and the /ui page then needs one",
+			DefaultText: "none: the client API is open"},
+		&cli.BoolFlag{Name: "insecure", Usage: "acknowledge running without the protections not configured (client tokens; see docs/security.md); they are listed in a warning at start"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 	}

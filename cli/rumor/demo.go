@@ -117,6 +117,7 @@ func runDemo(c *cli.Context) error {
 		cfg := node.DefaultConfig(name, filepath.Join(dir, name))
 		cfg.BindAddr, cfg.RPCAddr, cfg.HTTPAddr = demoPorts(i)
 		cfg.Logger = logger
+		cfg.Insecure = true // a local demo: no tokens, and it says so in the log
 		if seed != "" {
 			cfg.Join = []string{seed}
 		}

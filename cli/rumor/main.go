@@ -7,6 +7,7 @@
 //	rumor members | ring | status [--node] [-o json]
 //	rumor leave | remove NODE
 //	rumor keyring list | install KEY | use KEY | remove KEY | generate
+//	rumor token generate [--name NAME --scope read-only|read-write]
 //	rumor demo [--nodes 3]
 //	rumor completion bash|zsh|fish
 //
@@ -22,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -70,8 +72,29 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		msg += " (is a rumor agent listening there? set --addr or RUMOR_ADDR)"
 	}
+	var ae *client.Error
+	if errors.As(err, &ae) {
+		if m := authMessage(ae); m != "" {
+			msg = m
+		}
+	}
 	fmt.Fprintln(stderr, "rumor: "+oneLine(msg))
 	return code
+}
+
+// authMessage is the one line a refused token gets, "" for other errors.
+func authMessage(e *client.Error) string {
+	switch {
+	case e.Status == http.StatusUnauthorized && !e.Token:
+		return "401 unauthorized: this node needs a token (--token or RUMOR_TOKEN)"
+	case e.Status == http.StatusUnauthorized:
+		return "401 unauthorized: the node does not accept this token (check --token or RUMOR_TOKEN)"
+	case e.Status == http.StatusForbidden && strings.Contains(e.Msg, "read-only"):
+		return "403 forbidden: the token is read-only"
+	case e.Status == http.StatusForbidden:
+		return "403 forbidden: " + e.Msg
+	}
+	return ""
 }
 
 // exitErr is an error with the exit code it ends the program with.
@@ -152,6 +175,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			removeCommand(),
 			statusCommand(),
 			keyringCommand(),
+			tokenCommand(),
 			demoCommand(),
 			completionCommand(),
 		},

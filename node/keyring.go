@@ -421,8 +421,9 @@ func (kr *gossipKeyring) removeLocked(cur [][]byte, key []byte) error {
 // key to use, or encrypts with the key to remove; force skips the check
 // (a member that misses a step can no longer gossip with the others once
 // the old key is gone). It fails with ErrKeyringPartial if some member did
-// not apply the operation, and returns the response with every error but
-// ErrBadGossipKey and ErrNoEncryption.
+// not apply the operation. The response comes with every error but a bad
+// key or operation, ErrNoEncryption, and the refusal to remove this
+// node's own primary key.
 func (n *Node) Keyring(ctx context.Context, op string, key []byte, force bool) (*KeyringResponse, error) {
 	switch op {
 	case KeyringList:
@@ -439,9 +440,7 @@ func (n *Node) Keyring(ctx context.Context, op string, key []byte, force bool) (
 	}
 	if op == KeyringRemove {
 		if keys := n.keyring.snapshot(); bytes.Equal(keys[0], key) {
-			r := n.keyringResponse(op, nil)
-			r.Error = fmt.Sprintf("%s: the key is the primary key on %s: make another key the primary first (rumor keyring use)", ErrKeyringRefused, n.cfg.Name)
-			return r, fmt.Errorf("%w: the key is %s's primary key", ErrKeyringRefused, n.cfg.Name)
+			return nil, fmt.Errorf("%w: the key is the primary key on %s: make another key the primary first (rumor keyring use)", ErrKeyringRefused, n.cfg.Name)
 		}
 	}
 	if (op == KeyringUse || op == KeyringRemove) && !force {
@@ -673,12 +672,12 @@ func (n *Node) handleKeyring(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, resp)
 	case errors.Is(err, ErrBadGossipKey):
 		writeError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, ErrNoEncryption):
+	case errors.Is(err, ErrNoEncryption), errors.Is(err, ErrKeyringRefused) && resp == nil:
 		writeError(w, http.StatusConflict, err.Error())
-	case resp == nil:
-		writeError(w, http.StatusInternalServerError, err.Error())
 	case errors.Is(err, ErrKeyringRefused):
 		writeJSON(w, http.StatusConflict, resp)
+	case resp == nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
 	default:
 		writeJSON(w, http.StatusInternalServerError, resp)
 	}

@@ -109,8 +109,15 @@ func keyringOp(c *cli.Context, op string) error {
 	}
 	status, err := newClient(c).DoJSON(ctx, method, path, body, &r)
 	var ae *client.Error
-	if err != nil && (!errors.As(err, &ae) || r.Op == "") {
-		return err // no document to show
+	switch {
+	case err != nil && !errors.As(err, &ae):
+		return err // no answer
+	case err != nil && authMessage(ae) != "":
+		return err // a refused token: runContext says so
+	case err != nil && r.Op == "":
+		// A plain {"error": …}: a bad key, no encryption, or the node's
+		// own primary key.
+		return exitErr{msg: fmt.Sprintf("keyring %s: %s", op, strings.TrimPrefix(ae.Msg, "node: ")), code: exitError}
 	}
 	if js {
 		if perr := printJSON(c.App.Writer, r); perr != nil {

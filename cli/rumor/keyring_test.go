@@ -26,7 +26,7 @@ func randomKey(t *testing.T) string {
 
 // keyedCluster opens size nodes on loopback sharing the gossip key key,
 // joined through the first, and waits until each sees all alive.
-func keyedCluster(t *testing.T, size int, key string) []*node.Node {
+func keyedCluster(t *testing.T, size int, key string, tokens ...node.Token) []*node.Node {
 	t.Helper()
 	k, err := node.ParseGossipKey(key)
 	if err != nil {
@@ -39,6 +39,7 @@ func keyedCluster(t *testing.T, size int, key string) []*node.Node {
 		cfg.RPCAddr = "127.0.0.1:0"
 		cfg.HTTPAddr = "127.0.0.1:0"
 		cfg.GossipKeys = [][]byte{k}
+		cfg.Tokens = tokens
 		if i > 0 {
 			cfg.Join = []string{nodes[0].GossipAddr()}
 		}
@@ -147,6 +148,22 @@ func TestKeyringCLI(t *testing.T) {
 	if kr.OK != 2 || kr.Failed != 1 || kr.Keys[third].Members != 2 {
 		t.Errorf("list with n3 down: %+v", kr)
 	}
+}
+
+// TestKeyringTokens: with tokens, every keyring command needs a
+// read-write token, the list included (it shows the keys).
+func TestKeyringTokens(t *testing.T) {
+	key := randomKey(t)
+	ro := node.Token{Name: "grafana", Secret: "read-only-secret-0123456789", Scope: node.ScopeReadOnly}
+	rw := node.Token{Name: "ops", Secret: "read-write-secret-0123456789", Scope: node.ScopeReadWrite}
+	addr := keyedCluster(t, 1, key, ro, rw)[0].HTTPAddr()
+	wantError(t, rumor(t, "keyring", "list", "--addr", addr), exitError, "401 unauthorized")
+	wantError(t, rumor(t, "keyring", "list", "--addr", addr, "--token", ro.Secret), exitError, "403 forbidden: the token is read-only")
+	wantError(t, rumor(t, "keyring", "install", randomKey(t), "--addr", addr, "--token", ro.Secret), exitError, "403 forbidden")
+	if kr := keyringJSON(t, 0, "keyring", "list", "--addr", addr, "--token", rw.Secret); kr.OK != 1 || kr.Nodes[0].Primary != key {
+		t.Errorf("list with a read-write token: %+v", kr)
+	}
+	ok(t, "keyring", "install", randomKey(t), "--addr", addr, "--token", rw.Secret)
 }
 
 func TestKeyringGenerate(t *testing.T) {

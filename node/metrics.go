@@ -254,6 +254,7 @@ var (
 	descHintsPending     = newDesc("hints_pending", "Hints held here waiting for their replica, by target member.", "target")
 	descHTTPOverloaded   = newDesc("http_overloaded_total", "Client requests answered 503 for the in-flight request or request body memory limits.")
 	descHTTPConnsRefused = newDesc("http_conns_refused_total", "Client connections refused past MaxClientConns.")
+	descTLSHandshakes    = newDesc("tls_handshake_failures_total", "Failed TLS handshakes (with TLS configured), by endpoint: rpc_server (connections to peer RPC), rpc_client (this node's dials to peers), http (client API).", "endpoint")
 
 	// Membership and ring.
 	descMembers       = newDesc("members", "Members this node knows, by reachability.", "state")
@@ -366,6 +367,9 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descHintBytes, float64(m.HintBytes))
 	counter(descHTTPOverloaded, float64(m.HTTPOverloaded))
 	counter(descHTTPConnsRefused, float64(m.HTTPConnsRefused))
+	counter(descTLSHandshakes, float64(n.rpcSrv.Stats().HandshakeFailures), tlsRPCServer)
+	counter(descTLSHandshakes, float64(n.rpc.Stats().HandshakeFailures), tlsRPCClient)
+	counter(descTLSHandshakes, float64(n.metrics.httpHandshakeFailures.Load()), tlsHTTP)
 	// Hints pending: every other member (0 without hints), and any target
 	// the ring no longer names; summed by name, as a name may come back
 	// under a new identity.

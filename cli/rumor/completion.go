@@ -117,6 +117,16 @@ func fishCompletion(app *cli.App) string {
 			fmt.Fprintf(&b, "complete -c rumor -n __fish_use_subcommand -a %s -d %s\n", fishQuote(name), fishQuote(cmd.Usage))
 		}
 		flags("__fish_seen_subcommand_from "+strings.Join(cmd.Names(), " "), cmd.Flags)
+		for _, sub := range cmd.Subcommands {
+			if sub.Hidden || len(cmd.Subcommands) == 1 {
+				continue // a lone subcommand ("create") repeats its command
+			}
+			for _, name := range sub.Names() {
+				fmt.Fprintf(&b, "complete -c rumor -n %s -a %s -d %s\n", fishQuote("__fish_seen_subcommand_from "+strings.Join(cmd.Names(), " ")),
+					fishQuote(name), fishQuote(sub.Usage))
+			}
+			flags("__fish_seen_subcommand_from "+strings.Join(sub.Names(), " "), sub.Flags)
+		}
 	}
 	return b.String()
 }

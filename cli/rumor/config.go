@@ -81,6 +81,10 @@ func settingFlags() []cli.Flag {
 		&cli.IntFlag{Name: "vnodes", Usage: "virtual nodes per member (the same on every node; 0: the ring's default)"},
 		&cli.DurationFlag{Name: "clock-offset", Usage: "shift this node's clock (fault injection: a node with a wrong clock loses no writes)", Hidden: true},
 		&cli.BoolFlag{Name: "no-sync", Usage: "acknowledge writes before they are fsynced (faster, loses recent writes on a crash)"},
+		&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate (PEM) peers' certificates must chain to; with --tls-cert and --tls-key: mutual TLS 1.3 between nodes and HTTPS for the client API"},
+		&cli.StringFlag{Name: "tls-cert", Usage: "this node's certificate (PEM), signed by --tls-ca (rumor tls cert)"},
+		&cli.StringFlag{Name: "tls-key", Usage: "the private key (PEM) of --tls-cert"},
+		&cli.BoolFlag{Name: "tls-verify-hostname", Usage: "also check that a peer's certificate names the address it is dialed at (its advertised RPC address)"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 	}

@@ -7,6 +7,7 @@
 //	rumor members | ring | status [--node] [-o json]
 //	rumor leave | remove NODE
 //	rumor demo [--nodes 3]
+//	rumor tls ca | tls cert --node NAME [--ip IP] [--dns NAME]
 //	rumor completion bash|zsh|fish
 //
 // Flags may follow the positional arguments ("rumor get k -o json"); a
@@ -69,6 +70,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		msg += " (is a rumor agent listening there? set --addr or RUMOR_ADDR)"
 	}
+	msg += tlsHint(err)
 	fmt.Fprintln(stderr, "rumor: "+oneLine(msg))
 	return code
 }
@@ -94,7 +96,7 @@ func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{
 			Name:    "addr",
-			Usage:   "HTTP address of the node to talk to",
+			Usage:   "address of the node's client API: host:port (HTTP) or https://host:port",
 			Value:   "127.0.0.1:7948",
 			EnvVars: []string{"RUMOR_ADDR"},
 		},
@@ -103,6 +105,11 @@ func globalFlags() []cli.Flag {
 			Name:    "token",
 			Usage:   "bearer token for the client API",
 			EnvVars: []string{"RUMOR_TOKEN"},
+		},
+		&cli.StringFlag{
+			Name:    "cacert",
+			Usage:   "CA certificate (PEM) that verifies an HTTPS node (--addr https://…): the cluster's CA",
+			EnvVars: []string{"RUMOR_CACERT"},
 		},
 	}
 }
@@ -121,9 +128,10 @@ func outputFlag() cli.Flag {
 // defaults of their own: lookup falls back to the global flags.
 func clientFlags(extra ...cli.Flag) []cli.Flag {
 	return append([]cli.Flag{
-		&cli.StringFlag{Name: "addr", Usage: "HTTP address of the node to talk to (default: $RUMOR_ADDR, else 127.0.0.1:7948)"},
+		&cli.StringFlag{Name: "addr", Usage: "address of the node's client API: host:port or https://host:port (default: $RUMOR_ADDR, else 127.0.0.1:7948)"},
 		outputFlag(),
 		&cli.StringFlag{Name: "token", Usage: "bearer token for the client API (default: $RUMOR_TOKEN)"},
+		&cli.StringFlag{Name: "cacert", Usage: "CA certificate (PEM) that verifies an HTTPS node (default: $RUMOR_CACERT)"},
 	}, extra...)
 }
 
@@ -151,6 +159,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			removeCommand(),
 			statusCommand(),
 			demoCommand(),
+			tlsCommand(),
 			completionCommand(),
 		},
 	}
@@ -198,7 +207,7 @@ func newClient(c *cli.Context) *client.Client {
 
 // newClientAt is newClient for another node's address.
 func newClientAt(c *cli.Context, addr string) *client.Client {
-	return client.New(addr, &client.Options{Token: lookup(c, "token")})
+	return client.New(addr, &client.Options{Token: lookup(c, "token"), CACertFile: lookup(c, "cacert")})
 }
 
 // lookup returns a string flag from the command if it was set there, else
@@ -269,6 +278,14 @@ func reorderArgs(app *cli.App, args []string) []string {
 	cmd := findCommand(app, args[i])
 	if cmd == nil || cmd.SkipFlagParsing {
 		return args
+	}
+	// Subcommands named right after their command ("tls cert create").
+	for i+1 < len(args) {
+		sub := cmd.Command(args[i+1])
+		if sub == nil {
+			break
+		}
+		cmd, i = sub, i+1
 	}
 	out := append([]string{}, args[:i+1]...)
 	var pos []string

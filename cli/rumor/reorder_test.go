@@ -83,6 +83,12 @@ func TestReorderArgs(t *testing.T) {
 		{"agent stray positional", "agent|extra|--data|/d", "agent|--data|/d|--|extra"},
 		{"agent bool", "agent|--in-memory|--no-sync", "="},
 		{"demo", "demo|--nodes|3|--duration|1s", "="},
+
+		// Subcommands.
+		{"tls subcommand", "tls|cert|--node|n1|--ip|10.0.0.1", "="},
+		{"tls create", "tls|ca|create|--dir|d", "="},
+		{"tls stray positional", "tls|ca|extra|--dir|d", "tls|ca|--dir|d|--|extra"},
+		{"tls create stray positional", "tls|cert|create|x|--node|n", "tls|cert|create|--node|n|--|x"},
 	}
 	app := newApp(io.Discard, io.Discard)
 	split := func(s string) []string {

@@ -26,6 +26,9 @@ const (
 	caKeyFile = "rumor-agent-ca-key.pem"
 )
 
+// maxDays bounds --days (100 years; a time.Duration holds 292).
+const maxDays = 100 * 365
+
 // nodeFileName is what a node name may be: it becomes part of file names.
 var nodeFileName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
@@ -130,8 +133,8 @@ func runTLSCA(c *cli.Context) error {
 		return err
 	}
 	days := c.Int("days")
-	if days < 1 {
-		return tlsUsageErr(c, fmt.Sprintf("--days must be at least 1, got %d", days))
+	if days < 1 || days > maxDays {
+		return tlsUsageErr(c, fmt.Sprintf("--days must be from 1 to %d, got %d", maxDays, days))
 	}
 	dir := c.String("dir")
 	certPath, keyPath := filepath.Join(dir, caFile), filepath.Join(dir, caKeyFile)
@@ -169,8 +172,8 @@ func runTLSCert(c *cli.Context) error {
 		return tlsUsageErr(c, fmt.Sprintf("bad --node %q: letters, digits, '.', '_' and '-' only (it names the files)", name))
 	}
 	days := c.Int("days")
-	if days < 1 {
-		return tlsUsageErr(c, fmt.Sprintf("--days must be at least 1, got %d", days))
+	if days < 1 || days > maxDays {
+		return tlsUsageErr(c, fmt.Sprintf("--days must be from 1 to %d, got %d", maxDays, days))
 	}
 	ips := []net.IP{net.IPv4(127, 0, 0, 1)}
 	for _, s := range splitList(c.StringSlice("ip")) {

@@ -617,7 +617,9 @@ func TestBodyMemoryBudget(t *testing.T) {
 		fmt.Fprintf(c, "PUT /v1/kv/b%d HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\n\r\nx", i)
 		held = append(held, c)
 	}
-	eventually(t, 5*time.Second, func() error {
+	// The two uploads reserve their declared length once the server reads
+	// their first byte: on a loaded machine that can take a while.
+	eventually(t, 20*time.Second, func() error {
 		resp, body := httpDo(t, &http.Client{Timeout: 5 * time.Second}, "PUT", "http://"+addr+"/v1/kv/b3", make([]byte, 10), false, nil)
 		if resp.StatusCode != 503 || !strings.Contains(string(body), "request bytes") {
 			return fmt.Errorf("PUT past the body budget: %d %s", resp.StatusCode, body)

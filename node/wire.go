@@ -59,8 +59,10 @@ type coordinateResp struct {
 }
 
 // encode encodes a peer message. Structs go out as msgpack arrays of their
-// fields in order (no field names on the wire): adding a field at the end
-// is compatible, reordering is not.
+// fields in order (no field names on the wire). msgpack v5 refuses an array
+// whose length differs from the struct's field count, so adding, removing
+// or reordering a field is an incompatible change of that message (see
+// docs/formats.md); a new message needs a new method number.
 func encode(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := msgpack.GetEncoder()

@@ -1,10 +1,14 @@
 package storage
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -215,5 +219,201 @@ func TestMinFreeBytes(t *testing.T) {
 	}
 	if err := s.Health(); err != nil {
 		t.Fatalf("Health once space was back: %v", err)
+	}
+}
+
+// opFault fails, while on, every operation fails picks.
+type opFault struct {
+	on    atomic.Bool
+	fails func(errorfs.Op) bool
+}
+
+func (f *opFault) MaybeError(op errorfs.Op) error {
+	if !f.on.Load() || !f.fails(op) {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", op.Path, syscall.ENOSPC)
+}
+
+func (f *opFault) String() string { return "opFault" }
+
+// A log failure that pebble first meets while it rotates the write-ahead
+// log (a full memtable) used to kill the process: pebble v2.1.7's rotateWAL
+// panics with DB.mu unlocked and its caller's deferred Unlock turns that
+// into a fatal "sync: unlock of unlocked mutex". These faults hit exactly
+// there: the sync that closes the old log (never reached before with
+// NoSync, as no commit asks for a sync) and the directory sync after the
+// new log is created. The store must go sticky-failed instead, keep every
+// write it acknowledged as synced, and open again once the fault is gone.
+func TestWALFailureAtRotationIsSafe(t *testing.T) {
+	walSync := func(op errorfs.Op) bool {
+		switch op.Kind {
+		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			return strings.HasSuffix(op.Path, ".log")
+		}
+		return false
+	}
+	dirSync := func(op errorfs.Op) bool { return op.Kind == errorfs.OpFileSync && op.Path == "" } // the store's directory on vfs.NewMem
+	for _, c := range []struct {
+		name   string
+		noSync bool
+		fails  func(errorfs.Op) bool
+	}{
+		{"WALSync/NoSync=true", true, walSync},
+		{"DirSync/NoSync=false", false, dirSync},
+		{"DirSync/NoSync=true", true, dirSync},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			inj := &opFault{fails: c.fails}
+			o := Options{FS: errorfs.Wrap(vfs.NewMem(), inj), NoSync: c.noSync, Logger: quietLogger()}
+			s, err := Open(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			update := func(k string) error {
+				return within(t, 5*time.Second, "Update", func() error {
+					_, err := s.Update([]byte(k), func([]byte, bool) ([]byte, bool, error) { return make([]byte, 1000), true, nil })
+					return err
+				})
+			}
+			if err := s.PutMeta("before", []byte("x")); err != nil { // synced even with NoSync
+				t.Fatal(err)
+			}
+			inj.on.Store(true)
+			// 2 MB of writes: the first memtable is 256 KiB, so pebble
+			// rotates the log long before the end.
+			var acked []string
+			for i := range 2000 {
+				k := fmt.Sprint("k", i)
+				err := update(k)
+				if err == nil {
+					acked = append(acked, k)
+					continue
+				}
+				if !errors.Is(err, ErrWriteFailed) || !errors.Is(err, syscall.ENOSPC) {
+					t.Fatalf("write %d: %v, want ErrWriteFailed wrapping ENOSPC", i, err)
+				}
+				break
+			}
+			if len(acked) == 2000 {
+				t.Fatal("no write failed while the disk was failing")
+			}
+			t.Logf("%d writes acknowledged before the failure", len(acked))
+			for i := range 20 {
+				if err := update(fmt.Sprint("after", i)); !errors.Is(err, ErrWriteFailed) {
+					t.Fatalf("write after the failure: %v", err)
+				}
+			}
+			if err := s.Health(); !errors.Is(err, ErrWriteFailed) {
+				t.Fatalf("Health: %v", err)
+			}
+			for _, k := range acked {
+				if _, ok, err := s.Get([]byte(k)); err != nil || !ok {
+					t.Fatalf("read %s after the failure: %v %v", k, ok, err)
+				}
+			}
+			within(t, 10*time.Second, "Close", s.Close)
+
+			inj.on.Store(false)
+			s, err = Open(o)
+			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			defer s.Close()
+			if err := s.Health(); err != nil {
+				t.Fatalf("Health after reopen: %v", err)
+			}
+			if err := update("again"); err != nil {
+				t.Fatalf("write after reopen: %v", err)
+			}
+			if _, ok, err := s.GetMeta("before"); err != nil || !ok {
+				t.Fatalf("synced PutMeta lost: %v %v", ok, err)
+			}
+			if !c.noSync {
+				for _, k := range acked {
+					if _, ok, err := s.Get([]byte(k)); err != nil || !ok {
+						t.Fatalf("acknowledged %s lost (%d acknowledged): %v %v", k, len(acked), ok, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Hiding log errors from pebble (walWatchFS) must not turn a failed sync
+// into an acknowledged write. Concurrent synced writers (group commit)
+// write until the log fails at a random moment, before or after a log
+// rotation, by a failed log write, log sync or directory sync; a crash
+// then drops everything not synced. Every write acknowledged before the
+// failure must be there after the reopen.
+func TestWALFailureKeepsAcknowledgedWrites(t *testing.T) {
+	faults := map[string]func(errorfs.Op) bool{
+		"LogWrite": func(op errorfs.Op) bool {
+			return (op.Kind == errorfs.OpFileWrite || op.Kind == errorfs.OpFileWriteAt) && strings.HasSuffix(op.Path, ".log")
+		},
+		"LogSync": func(op errorfs.Op) bool {
+			return (op.Kind == errorfs.OpFileSync || op.Kind == errorfs.OpFileSyncData) && strings.HasSuffix(op.Path, ".log")
+		},
+		"DirSync": func(op errorfs.Op) bool { return op.Kind == errorfs.OpFileSync && op.Path == "db" },
+	}
+	for name, fails := range faults {
+		for seed := range uint64(6) {
+			t.Run(fmt.Sprintf("%s/seed=%d", name, seed), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(seed, 7))
+				mem := vfs.NewCrashableMem()
+				inj := &opFault{fails: fails}
+				s, err := Open(Options{FS: errorfs.Wrap(mem, inj), Dir: "db", Logger: quietLogger()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var mu sync.Mutex
+				acked := map[string]uint64{}
+				acks := 0
+				faultAt := 20 + rng.IntN(600) // the first log rotation comes after ~230
+				var wg sync.WaitGroup
+				for w := range 4 {
+					wg.Go(func() {
+						for i := uint64(1); ; i++ {
+							k := fmt.Sprintf("w%d-k%d", w, i%40)
+							v := binary.BigEndian.AppendUint64(make([]byte, 0, 1000), i)
+							_, err := s.Update([]byte(k), func([]byte, bool) ([]byte, bool, error) { return v[:1000], true, nil })
+							if err != nil {
+								if !errors.Is(err, ErrWriteFailed) {
+									t.Errorf("writer %d: %v, want ErrWriteFailed", w, err)
+								}
+								return
+							}
+							mu.Lock()
+							acked[k] = i
+							if acks++; acks == faultAt {
+								inj.on.Store(true)
+							}
+							mu.Unlock()
+							if i > 5000 {
+								t.Errorf("writer %d: no write failed", w)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				within(t, 10*time.Second, "Close", s.Close)
+				crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+				s, err = Open(Options{FS: crashed, Dir: "db", Logger: quietLogger()})
+				if err != nil {
+					t.Fatalf("reopen after the crash: %v", err)
+				}
+				defer s.Close()
+				for k, want := range acked {
+					v, ok, err := s.Get([]byte(k))
+					if err != nil || !ok {
+						t.Fatalf("acknowledged %s lost (%d acknowledged, fault at %d): %v", k, acks, faultAt, err)
+					}
+					if got := binary.BigEndian.Uint64(v); got < want {
+						t.Fatalf("%s at %d, acknowledged %d", k, got, want)
+					}
+				}
+			})
+		}
 	}
 }

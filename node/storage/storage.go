@@ -175,6 +175,12 @@ func Open(o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("storage: open %s: %w", o.Dir, err)
 	}
+	// The log may have failed while pebble opened or load wrote, unseen by
+	// pebble (walWatchFS): the identity may not be durable.
+	if p := s.health.failed.Load(); p != nil {
+		db.Close()
+		return nil, fmt.Errorf("storage: open %s: %w", o.Dir, *p)
+	}
 	return s, nil
 }
 
@@ -422,6 +428,11 @@ func (s *Store) commit(b *pebble.Batch, sync bool, n int) (func() error, error) 
 		_ = b.Close()
 		if err != nil {
 			return s.fail(err)
+		}
+		// pebble does not see log errors (walWatchFS): a failure recorded
+		// by now may have hit this batch's sync.
+		if p := s.health.failed.Load(); p != nil {
+			return *p
 		}
 		return nil
 	}, nil

@@ -123,7 +123,8 @@ type Config struct {
 	// AdvertiseHTTPAddr is the client API address the node announces to the
 	// cluster (members and ring listings, clients that follow them).
 	// Default: the address HTTPAddr listens on, with an unspecified host
-	// replaced by AdvertiseAddr's host.
+	// replaced by AdvertiseAddr's host; with TLS it is announced as
+	// "https://host:port". It may carry the scheme itself ("https://…").
 	AdvertiseHTTPAddr string
 	// Join lists seed gossip addresses (host:port; a host name is resolved
 	// at every attempt and all its addresses are tried, as a Kubernetes
@@ -257,6 +258,13 @@ type Config struct {
 	// overwritten; its Keyring and SecretKey must be unset (use
 	// GossipKeys).
 	Memberlist *memberlist.Config
+	// TLS, if set, turns on mutual TLS between peers (TLS 1.3 only) and
+	// HTTPS for the client API, with the files it names; see TLSConfig.
+	// The node then advertises its client API as "https://host:port" (in
+	// members and ring listings), so clients that follow those addresses
+	// use HTTPS. Default nil: plain TCP and HTTP.
+	TLS *TLSConfig
+
 	// Network overrides how the node listens and dials (tests use a
 	// fault-injecting network). Default: real TCP/UDP sockets.
 	Network Network
@@ -504,7 +512,11 @@ func (c *Config) validate() error {
 		if a.addr == "" {
 			continue
 		}
-		if host, _, err := splitHostPort(a.addr); err != nil {
+		addr := a.addr
+		if a.what == "HTTP advertise" {
+			addr = trimScheme(addr)
+		}
+		if host, _, err := splitHostPort(addr); err != nil {
 			return fmt.Errorf("%w: %s address %q: %v", errConfig, a.what, a.addr, err)
 		} else if unspecified(host) {
 			return fmt.Errorf("%w: %s address %q: other nodes cannot reach an unspecified host", errConfig, a.what, a.addr)
@@ -521,6 +533,11 @@ func (c *Config) validate() error {
 		}
 		c.RPCAddr = net.JoinHostPort(host, strconv.Itoa(p+1))
 	}
+	if c.TLS != nil {
+		if _, err := loadTLS(c.TLS); err != nil {
+			return fmt.Errorf("%w: %v", errConfig, err)
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -528,4 +545,24 @@ func (c *Config) validate() error {
 		c.Memberlist = def.Memberlist
 	}
 	return nil
+}
+
+// trimScheme drops an "http://" or "https://" prefix.
+func trimScheme(addr string) string {
+	for _, p := range []string{"http://", "https://"} {
+		if len(addr) > len(p) && strings.EqualFold(addr[:len(p)], p) {
+			return addr[len(p):]
+		}
+	}
+	return addr
+}
+
+// httpAdvertised is the client API address to announce: adv, prefixed
+// with "https://" when the API is HTTPS and adv names no scheme. A plain
+// HTTP API's address stays "host:port", as it always was.
+func httpAdvertised(adv string, https bool) string {
+	if adv == "" || !https || trimScheme(adv) != adv {
+		return adv
+	}
+	return "https://" + adv
 }

@@ -840,4 +840,7 @@ type metrics struct {
 	// replOK, replHinted and replFailed count replicas a coordinated
 	// write reached, hinted for, and neither (see noteReplication).
 	replOK, replHinted, replFailed atomic.Uint64
+	// httpHandshakeFailures counts failed TLS handshakes on the client
+	// API (see httpErrorLog).
+	httpHandshakeFailures atomic.Uint64
 }

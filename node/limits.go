@@ -1,10 +1,10 @@
 package node
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -32,7 +32,9 @@ import (
 // connection is answered 503 and closed at once (refusing, not queueing: a
 // queued connection waits in the kernel with no timeout of ours and its
 // client cannot tell it from a dead node). At most 256 refusals are being
-// answered at once; past that a connection is closed unanswered. At most
+// answered at once; past that a connection is closed unanswered (always,
+// with HTTPS: a plain 503 is not TLS, and a TLS handshake is the cost a
+// flood must not impose). At most
 // MaxInFlightRequests requests are being served (503 {"error":"overloaded"}
 // with Retry-After past that; /v1/health and /metrics are exempt so probes
 // and scrapes see the node), and request bodies held in memory total at most
@@ -59,17 +61,25 @@ const maxHeaderBytes = 64 << 10
 func (n *Node) newHTTPServer() *http.Server {
 	c := &n.cfg
 	n.httpLim.ln = newLimitListener(n.httpLn, c.MaxClientConns)
+	n.httpLim.ln.tls = n.tls != nil
 	n.httpLn = n.httpLim.ln
 	n.httpLim.inflight = make(chan struct{}, c.MaxInFlightRequests)
 	n.httpLim.bodies.max = c.MaxBodyBytesInFlight
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           n.httpHandler(),
 		ReadHeaderTimeout: c.HTTPReadHeaderTimeout,
 		WriteTimeout:      c.HTTPWriteTimeout,
 		IdleTimeout:       c.HTTPIdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		ErrorLog:          n.httpErrorLog(),
 	}
+	if n.tls != nil {
+		// HTTPS. net/http bounds the handshake by ReadHeaderTimeout. No
+		// HTTP/2: an empty TLSNextProto keeps ServeTLS from adding it.
+		srv.TLSConfig = n.tls.httpConfig()
+		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	}
+	return srv
 }
 
 // limitListener caps the connections a listener hands out. One past the
@@ -81,6 +91,9 @@ type limitListener struct {
 	// it a refused connection is closed without an answer.
 	refusing chan struct{}
 	refused  atomic.Uint64
+	// tls: the connections carry TLS, which a plain 503 would not be, so
+	// a refused connection is closed without an answer.
+	tls bool
 }
 
 // At most maxRefusing refused connections are being answered at once, each
@@ -125,6 +138,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // the client has read the answer.
 func (l *limitListener) refuse(c net.Conn) {
 	l.refused.Add(1)
+	if l.tls {
+		c.Close()
+		return
+	}
 	select {
 	case l.refusing <- struct{}{}:
 	default:

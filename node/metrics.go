@@ -256,6 +256,7 @@ var (
 	descHTTPOverloaded   = newDesc("http_overloaded_total", "Client requests answered 503 for the in-flight request or request body memory limits.")
 	descHTTPConnsRefused = newDesc("http_conns_refused_total", "Client connections refused past MaxClientConns.")
 	descHTTPAuthDenied   = newDesc("http_auth_denied_total", "Client requests refused for their token, by reason: missing (401), unknown (401), read_only (403: a read-only token on a write).", "reason")
+	descTLSHandshakes    = newDesc("tls_handshake_failures_total", "Failed TLS handshakes (with TLS configured), by endpoint: rpc_server (connections to peer RPC), rpc_client (this node's dials to peers), http (client API).", "endpoint")
 
 	// Membership and ring.
 	descMembers       = newDesc("members", "Members this node knows, by reachability.", "state")
@@ -371,6 +372,9 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	for i, reason := range denialNames {
 		counter(descHTTPAuthDenied, float64(n.auth.denied[i].Load()), reason)
 	}
+	counter(descTLSHandshakes, float64(n.rpcSrv.Stats().HandshakeFailures), tlsRPCServer)
+	counter(descTLSHandshakes, float64(n.rpc.Stats().HandshakeFailures), tlsRPCClient)
+	counter(descTLSHandshakes, float64(n.metrics.httpHandshakeFailures.Load()), tlsHTTP)
 	// Hints pending: every other member (0 without hints), and any target
 	// the ring no longer names; summed by name, as a name may come back
 	// under a new identity.

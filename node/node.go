@@ -66,6 +66,8 @@ type Node struct {
 	httpLn   net.Listener
 	httpLim  httpLimits
 	auth     *authenticator // auth.go
+	// tls holds the TLS credentials (nil without Config.TLS).
+	tls *tlsCreds
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -232,6 +234,12 @@ func Open(cfg *Config) (_ *Node, err error) {
 		}
 	}
 
+	if c.TLS != nil {
+		if n.tls, err = newTLSCreds(c.TLS); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
+
 	// Peer RPC.
 	if c.Network != nil {
 		n.rpcLn, err = c.Network.Listen(c.RPCAddr)
@@ -250,9 +258,15 @@ func Open(cfg *Config) (_ *Node, err error) {
 			return c.Network.Dial(ctx, local, addr)
 		}
 	}
-	n.rpc = rpc.NewClient(rpc.ClientOptions{Dialer: dialer, Logger: n.log})
+	co := rpc.ClientOptions{Dialer: dialer, Logger: n.log}
+	srvo := rpc.ServerOptions{Logger: n.log}
+	if n.tls != nil {
+		co.TLS = n.tls.peerClientConfig
+		srvo.TLS = n.tls.peerServerConfig()
+	}
+	n.rpc = rpc.NewClient(co)
 	cleanup = append(cleanup, func() { n.rpc.Close() })
-	n.rpcSrv = rpc.NewServer(rpc.HandlerFunc(n.serveRPCTimed), rpc.ServerOptions{Logger: n.log})
+	n.rpcSrv = rpc.NewServer(rpc.HandlerFunc(n.serveRPCTimed), srvo)
 
 	if c.HTTPAddr != "" {
 		n.httpLn, err = net.Listen("tcp", c.HTTPAddr)
@@ -264,7 +278,7 @@ func Open(cfg *Config) (_ *Node, err error) {
 		n.httpSrv = n.newHTTPServer() // limits.go
 	}
 	n.rpcAdv = advertised(c.AdvertiseRPCAddr, n.cfg.RPCAddr, c.AdvertiseAddr)
-	n.httpAdv = advertised(c.AdvertiseHTTPAddr, n.httpAddr, c.AdvertiseAddr)
+	n.httpAdv = httpAdvertised(advertised(c.AdvertiseHTTPAddr, n.httpAddr, c.AdvertiseAddr), n.tls != nil)
 
 	n.mem, err = newMembership(n, prev)
 	if err != nil {
@@ -279,7 +293,11 @@ func Open(cfg *Config) (_ *Node, err error) {
 	})
 	if n.httpSrv != nil {
 		n.goroutine(func() {
-			if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := n.httpSrv.Serve
+			if n.tls != nil {
+				serve = func(ln net.Listener) error { return n.httpSrv.ServeTLS(ln, "", "") }
+			}
+			if err := serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				n.log.Error("HTTP server stopped", "err", err)
 			}
 		})
@@ -292,7 +310,11 @@ func Open(cfg *Config) (_ *Node, err error) {
 	n.goroutine(n.reapLoop)
 	n.log.Info("node started", "id", fmt.Sprintf("%016x", n.id), "gossip", c.AdvertiseAddr,
 		"rpc", n.rpcAdv, "http", n.httpAdv, "gossip_bind", c.BindAddr, "rpc_listen", n.cfg.RPCAddr,
-		"http_listen", n.httpAddr, "fresh", n.store.Fresh())
+		"http_listen", n.httpAddr, "tls", n.tls != nil, "fresh", n.store.Fresh())
+	if n.tls != nil {
+		n.log.Info("TLS on: peer RPC mutual TLS 1.3, client API HTTPS", "ca", c.TLS.CAFile, "cert", c.TLS.CertFile,
+			"expires", n.tls.expiry().Format(time.RFC3339), "verify_hostname", c.TLS.VerifyHostname)
+	}
 	n.logSecurityGaps()
 	return n, nil
 }
@@ -313,7 +335,8 @@ func (n *Node) Name() string { return n.cfg.Name }
 func (n *Node) ID() uint64 { return n.id }
 
 // HTTPAddr is the client API address the node announces to the cluster
-// (Config.AdvertiseHTTPAddr; "" if disabled): where clients reach it.
+// (Config.AdvertiseHTTPAddr; "" if disabled): where clients reach it,
+// "https://host:port" when the API is HTTPS.
 func (n *Node) HTTPAddr() string { return n.httpAdv }
 
 // HTTPListenAddr is the address the client API listens on ("" if

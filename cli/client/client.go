@@ -5,6 +5,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -39,6 +42,9 @@ type Client struct {
 	base  string
 	http  *http.Client
 	token string
+	// err, if set, fails every request (a CACertFile that could not be
+	// loaded).
+	err error
 }
 
 // Options configure a Client. The zero value is usable.
@@ -50,10 +56,33 @@ type Options struct {
 	HTTPClient *http.Client
 	// Token is sent as a bearer token when set.
 	Token string
+	// TLSConfig configures HTTPS connections (used when HTTPClient is
+	// nil). Default: the system's roots verify the node, or CACertFile's.
+	TLSConfig *tls.Config
+	// CACertFile is a PEM file of the CA certificates that verify an HTTPS
+	// node instead of the system's roots (used when HTTPClient and
+	// TLSConfig are nil): the cluster's CA (rumor tls ca). New does not
+	// fail: a file that cannot be read or holds no certificate fails every
+	// request with that error.
+	CACertFile string
+}
+
+// LoadCACert returns a TLS configuration that trusts the CA certificates
+// in the PEM file path (and nothing else).
+func LoadCACert(path string) (*tls.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read CA certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("CA certificate %s: no PEM certificate in it", path)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // New returns a client for the node whose HTTP API listens on addr
-// ("host:port" or a full http(s):// URL).
+// ("host:port", which means plain HTTP, or a full http(s):// URL).
 func New(addr string, o *Options) *Client {
 	if o == nil {
 		o = &Options{}
@@ -62,23 +91,29 @@ func New(addr string, o *Options) *Client {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	hc := o.HTTPClient
-	if hc == nil {
+	c := &Client{base: strings.TrimRight(base, "/"), http: o.HTTPClient, token: o.Token}
+	if c.http == nil {
 		timeout := o.Timeout
 		if timeout <= 0 {
 			timeout = 10 * time.Second
 		}
-		hc = &http.Client{
+		tc := o.TLSConfig
+		if tc == nil && o.CACertFile != "" {
+			tc, c.err = LoadCACert(o.CACertFile)
+		}
+		c.http = &http.Client{
 			Timeout: timeout,
 			Transport: &http.Transport{
 				DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				TLSClientConfig:     tc,
+				TLSHandshakeTimeout: 5 * time.Second,
 				MaxIdleConns:        1024,
 				MaxIdleConnsPerHost: 1024,
 				IdleConnTimeout:     90 * time.Second,
 			},
 		}
 	}
-	return &Client{base: strings.TrimRight(base, "/"), http: hc, token: o.Token}
+	return c
 }
 
 // Addr is the base URL the client talks to.
@@ -299,6 +334,9 @@ func (c *Client) DoJSON(ctx context.Context, method, path string, in, out any) (
 const maxAnswer = 256 << 20
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, hdr map[string]string) (*http.Response, []byte, error) {
+	if c.err != nil {
+		return nil, nil, c.err
+	}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)

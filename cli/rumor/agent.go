@@ -83,6 +83,14 @@ func agentConfig(c *cli.Context, s *settings) (*node.Config, error) {
 	}
 	cfg.KeyringFile = s.str("keyring-file")
 	cfg.Insecure = s.boolean("insecure")
+	if ca, cert, key := s.str("tls-ca"), s.str("tls-cert"), s.str("tls-key"); ca != "" || cert != "" || key != "" {
+		if ca == "" || cert == "" || key == "" {
+			return nil, fmt.Errorf("--tls-ca, --tls-cert and --tls-key go together (got --tls-ca %q, --tls-cert %q, --tls-key %q)", ca, cert, key)
+		}
+		cfg.TLS = &node.TLSConfig{CAFile: ca, CertFile: cert, KeyFile: key, VerifyHostname: s.boolean("tls-verify-hostname")}
+	} else if s.boolean("tls-verify-hostname") {
+		return nil, fmt.Errorf("--tls-verify-hostname needs --tls-ca, --tls-cert and --tls-key")
+	}
 	var err error
 	if cfg.Logger, err = newLogger(c.App.ErrWriter, s.str("log-level"), s.str("log-format")); err != nil {
 		return nil, err
@@ -137,14 +145,28 @@ func runAgent(c *cli.Context) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
-	select {
-	case s := <-sig:
-		cfg.Logger.Info("shutting down", "signal", s.String())
-	case <-n.Left():
-		cfg.Logger.Info("left the cluster; stopping")
-	case <-c.Context.Done():
+	// SIGHUP reloads the TLS files (certificate rotation without a
+	// restart).
+	hup := make(chan os.Signal, 1)
+	if cfg.TLS != nil {
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
 	}
-	return n.Close()
+	for {
+		select {
+		case <-hup:
+			if err := n.ReloadTLS(); err != nil {
+				cfg.Logger.Error("SIGHUP: TLS files not reloaded; keeping the current ones", "err", err)
+			}
+			continue
+		case s := <-sig:
+			cfg.Logger.Info("shutting down", "signal", s.String())
+		case <-n.Left():
+			cfg.Logger.Info("left the cluster; stopping")
+		case <-c.Context.Done():
+		}
+		return n.Close()
+	}
 }
 
 // startupLine tells the operator where the agent listens, whatever the log
@@ -152,7 +174,9 @@ func runAgent(c *cli.Context) error {
 // line of stderr parses). The addresses are the advertised ones; the
 // listen addresses follow when they differ (a 0.0.0.0 host).
 func startupLine(w io.Writer, format string, n *node.Node, bind string) {
-	differ := n.RPCListenAddr() != n.RPCAddr() || n.HTTPListenAddr() != n.HTTPAddr() || bind != n.GossipAddr()
+	// An HTTPS API is announced as https://host:port.
+	httpAdv := strings.TrimPrefix(n.HTTPAddr(), "https://")
+	differ := n.RPCListenAddr() != n.RPCAddr() || n.HTTPListenAddr() != httpAdv || bind != n.GossipAddr()
 	if format == "json" {
 		attrs := []any{"name", n.Name(), "gossip", n.GossipAddr(), "rpc", n.RPCAddr(), "http", n.HTTPAddr()}
 		if differ {

@@ -118,9 +118,14 @@ func fishCompletion(app *cli.App) string {
 		}
 		flags("__fish_seen_subcommand_from "+strings.Join(cmd.Names(), " "), cmd.Flags)
 		for _, sub := range cmd.Subcommands {
-			cond := "__fish_seen_subcommand_from " + strings.Join(cmd.Names(), " ")
-			fmt.Fprintf(&b, "complete -c rumor -n %s -a %s -d %s\n", fishQuote(cond), fishQuote(sub.Name), fishQuote(sub.Usage))
-			flags("__fish_seen_subcommand_from "+sub.Name, sub.Flags)
+			if sub.Hidden || len(cmd.Subcommands) == 1 {
+				continue // a lone subcommand ("create") repeats its command
+			}
+			for _, name := range sub.Names() {
+				fmt.Fprintf(&b, "complete -c rumor -n %s -a %s -d %s\n", fishQuote("__fish_seen_subcommand_from "+strings.Join(cmd.Names(), " ")),
+					fishQuote(name), fishQuote(sub.Usage))
+			}
+			flags("__fish_seen_subcommand_from "+strings.Join(sub.Names(), " "), sub.Flags)
 		}
 	}
 	return b.String()

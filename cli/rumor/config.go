@@ -88,6 +88,10 @@ func settingFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tokens-file", Usage: "file of bearer tokens for the client API (TOML, see docs/security.md): every request but GET /v1/health and the /ui page then needs one",
 			DefaultText: "none: the client API is open"},
 		&cli.BoolFlag{Name: "insecure", Usage: "acknowledge running without the protections not configured (client tokens; see docs/security.md); they are listed in a warning at start"},
+		&cli.StringFlag{Name: "tls-ca", Usage: "CA certificate (PEM) peers' certificates must chain to; with --tls-cert and --tls-key: mutual TLS 1.3 between nodes and HTTPS for the client API"},
+		&cli.StringFlag{Name: "tls-cert", Usage: "this node's certificate (PEM), signed by --tls-ca (rumor tls cert)"},
+		&cli.StringFlag{Name: "tls-key", Usage: "the private key (PEM) of --tls-cert"},
+		&cli.BoolFlag{Name: "tls-verify-hostname", Usage: "also check that a peer's certificate names the address it is dialed at (its advertised RPC address)"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
 	}

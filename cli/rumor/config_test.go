@@ -349,7 +349,7 @@ func TestEveryFlagHasEnv(t *testing.T) {
 		}
 		seen[env] = name
 	}
-	for _, global := range []string{"RUMOR_ADDR", "RUMOR_TOKEN"} {
+	for _, global := range []string{"RUMOR_ADDR", "RUMOR_TOKEN", "RUMOR_CACERT"} {
 		if n, ok := seen[global]; ok {
 			t.Errorf("agent setting %s takes the client's %s", n, global)
 		}

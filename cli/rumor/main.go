@@ -9,6 +9,7 @@
 //	rumor keyring list | install KEY | use KEY | remove KEY | generate
 //	rumor token generate [--name NAME --scope read-only|read-write]
 //	rumor demo [--nodes 3]
+//	rumor tls ca | tls cert --node NAME [--ip IP] [--dns NAME]
 //	rumor completion bash|zsh|fish
 //
 // Flags may follow the positional arguments ("rumor get k -o json"); a
@@ -78,6 +79,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			msg = m
 		}
 	}
+	msg += tlsHint(err)
 	fmt.Fprintln(stderr, "rumor: "+oneLine(msg))
 	return code
 }
@@ -118,7 +120,7 @@ func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{
 			Name:    "addr",
-			Usage:   "HTTP address of the node to talk to",
+			Usage:   "address of the node's client API: host:port (HTTP) or https://host:port",
 			Value:   "127.0.0.1:7948",
 			EnvVars: []string{"RUMOR_ADDR"},
 		},
@@ -127,6 +129,11 @@ func globalFlags() []cli.Flag {
 			Name:    "token",
 			Usage:   "bearer token for the client API",
 			EnvVars: []string{"RUMOR_TOKEN"},
+		},
+		&cli.StringFlag{
+			Name:    "cacert",
+			Usage:   "CA certificate (PEM) that verifies an HTTPS node (--addr https://…): the cluster's CA",
+			EnvVars: []string{"RUMOR_CACERT"},
 		},
 	}
 }
@@ -145,9 +152,10 @@ func outputFlag() cli.Flag {
 // defaults of their own: lookup falls back to the global flags.
 func clientFlags(extra ...cli.Flag) []cli.Flag {
 	return append([]cli.Flag{
-		&cli.StringFlag{Name: "addr", Usage: "HTTP address of the node to talk to (default: $RUMOR_ADDR, else 127.0.0.1:7948)"},
+		&cli.StringFlag{Name: "addr", Usage: "address of the node's client API: host:port or https://host:port (default: $RUMOR_ADDR, else 127.0.0.1:7948)"},
 		outputFlag(),
 		&cli.StringFlag{Name: "token", Usage: "bearer token for the client API (default: $RUMOR_TOKEN)"},
+		&cli.StringFlag{Name: "cacert", Usage: "CA certificate (PEM) that verifies an HTTPS node (default: $RUMOR_CACERT)"},
 	}, extra...)
 }
 
@@ -177,6 +185,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			keyringCommand(),
 			tokenCommand(),
 			demoCommand(),
+			tlsCommand(),
 			completionCommand(),
 		},
 	}
@@ -228,7 +237,7 @@ func newClient(c *cli.Context) *client.Client {
 
 // newClientAt is newClient for another node's address.
 func newClientAt(c *cli.Context, addr string) *client.Client {
-	return client.New(addr, &client.Options{Token: lookup(c, "token")})
+	return client.New(addr, &client.Options{Token: lookup(c, "token"), CACertFile: lookup(c, "cacert")})
 }
 
 // lookup returns a string flag from the command if it was set there, else
@@ -300,14 +309,13 @@ func reorderArgs(app *cli.App, args []string) []string {
 	if cmd == nil || cmd.SkipFlagParsing {
 		return args
 	}
-	// A subcommand named right after its command ("keyring install")
-	// takes the flags that follow.
-	for i+1 < len(args) && len(cmd.Subcommands) > 0 {
+	// Subcommands named right after their command ("tls cert create").
+	for i+1 < len(args) {
 		sub := cmd.Command(args[i+1])
 		if sub == nil {
 			break
 		}
-		i, cmd = i+1, sub
+		cmd, i = sub, i+1
 	}
 	out := append([]string{}, args[:i+1]...)
 	var pos []string

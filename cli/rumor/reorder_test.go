@@ -89,6 +89,11 @@ func TestReorderArgs(t *testing.T) {
 		{"subcommand bool flag", "keyring|remove|--force|K|-o|json", "keyring|remove|--force|-o|json|--|K"},
 		{"subcommand without args", "keyring|list|-o|json", "="},
 		{"unknown subcommand", "keyring|bogus|-o|json", "keyring|-o|json|--|bogus"},
+		// Subcommands.
+		{"tls subcommand", "tls|cert|--node|n1|--ip|10.0.0.1", "="},
+		{"tls create", "tls|ca|create|--dir|d", "="},
+		{"tls stray positional", "tls|ca|extra|--dir|d", "tls|ca|--dir|d|--|extra"},
+		{"tls create stray positional", "tls|cert|create|x|--node|n", "tls|cert|create|--node|n|--|x"},
 	}
 	app := newApp(io.Discard, io.Discard)
 	split := func(s string) []string {

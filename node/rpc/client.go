@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,16 @@ type ClientOptions struct {
 	// redials (then backs off if the dial fails too). Cancelled calls never
 	// close a connection. Default 1 s.
 	SilenceTimeout time.Duration
+	// TLS, if set, makes every connection TLS, over whatever Dialer
+	// returns: it is called for each dial with the address dialed and
+	// returns the configuration to handshake with (a nil one: plain TCP).
+	// A configuration without ServerName gets the address's host. A failed
+	// handshake is a failed dial (with its backoff). Default nil: plain
+	// TCP.
+	TLS func(addr string) *tls.Config
+	// HandshakeTimeout bounds a TLS handshake (within the caller's
+	// deadline). Default 10 s.
+	HandshakeTimeout time.Duration
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {
@@ -74,6 +85,9 @@ func (o ClientOptions) withDefaults() ClientOptions {
 	}
 	if o.SilenceTimeout <= 0 {
 		o.SilenceTimeout = time.Second
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = defaultHandshakeTimeout
 	}
 	return o
 }
@@ -320,11 +334,38 @@ func (c *Client) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if err == nil && conn == nil {
 		err = errors.New("dialer returned no connection")
 	}
+	if err == nil && c.o.TLS != nil {
+		if cfg := c.o.TLS(addr); cfg != nil {
+			conn, err = c.handshake(ctx, conn, addr, cfg)
+		}
+	}
 	if err != nil {
 		c.st.dialFailures.Add(1)
 		return nil, err
 	}
 	return conn, nil
+}
+
+// handshake runs the client side of a TLS handshake on conn (closed if it
+// fails).
+func (c *Client) handshake(ctx context.Context, conn net.Conn, addr string, cfg *tls.Config) (net.Conn, error) {
+	if cfg.ServerName == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	tc := tls.Client(conn, cfg)
+	ctx, cancel := context.WithTimeout(ctx, c.o.HandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		c.st.handshakeFailures.Add(1)
+		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	}
+	return tc, nil
 }
 
 // clientConn is one connection to a peer with its calls in flight.

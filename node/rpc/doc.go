@@ -9,6 +9,12 @@
 // whatever order the handlers finish. Each connection has one writer
 // goroutine that batches queued frames into a single flush.
 //
+// With ServerOptions.TLS and ClientOptions.TLS every connection is TLS:
+// the handshake runs first, within HandshakeTimeout, and frames follow
+// inside the TLS stream. The server handshakes in the connection's own
+// goroutine (a slow or silent client never holds up Accept) and counts and
+// closes a connection whose handshake fails, logging it at debug level only.
+//
 // # Frame format
 //
 // All integers are big-endian. Every frame is

@@ -95,6 +95,12 @@ type Stats struct {
 	ProtocolErrors uint64
 	// Panics counts recovered handler panics (server).
 	Panics uint64
+	// HandshakeFailures counts failed TLS handshakes: connections closed
+	// before any frame (server; a TLS 1.3 server rejects a client's
+	// certificate after the client considers its handshake done, and such
+	// a client finds out on its first read), dials that failed in the
+	// handshake (client).
+	HandshakeFailures uint64
 }
 
 type counters struct {
@@ -105,6 +111,7 @@ type counters struct {
 	conns                  atomic.Int64
 	dials, dialFailures    atomic.Uint64
 	protocolErrors, panics atomic.Uint64
+	handshakeFailures      atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -121,6 +128,8 @@ func (c *counters) snapshot() Stats {
 		DialFailures:   c.dialFailures.Load(),
 		ProtocolErrors: c.protocolErrors.Load(),
 		Panics:         c.panics.Load(),
+
+		HandshakeFailures: c.handshakeFailures.Load(),
 	}
 }
 

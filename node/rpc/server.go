@@ -3,6 +3,7 @@ package rpc
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -34,7 +35,18 @@ type ServerOptions struct {
 	// WriteTimeout closes a connection whose writes make no progress for
 	// this long (a peer that stopped reading). Default 10 s.
 	WriteTimeout time.Duration
+	// TLS, if set, makes every connection TLS: the server completes a
+	// handshake with this configuration (whose ClientAuth decides what
+	// clients must present) before it reads any frame, and a connection
+	// whose handshake fails is closed having answered nothing but TLS
+	// alerts. Default nil: plain TCP.
+	TLS *tls.Config
+	// HandshakeTimeout bounds a TLS handshake. Default 10 s.
+	HandshakeTimeout time.Duration
 }
+
+// defaultHandshakeTimeout bounds TLS handshakes unless told otherwise.
+const defaultHandshakeTimeout = 10 * time.Second
 
 func (o ServerOptions) withDefaults() ServerOptions {
 	if o.Logger == nil {
@@ -52,6 +64,9 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = defaultWriteTimeout
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = defaultHandshakeTimeout
 	}
 	return o
 }
@@ -179,6 +194,9 @@ type serverConn struct {
 }
 
 func (s *Server) serveConn(conn net.Conn) {
+	if s.o.TLS != nil {
+		conn = tls.Server(conn, s.o.TLS)
+	}
 	sc := &serverConn{
 		s:    s,
 		conn: conn,
@@ -200,6 +218,9 @@ func (s *Server) serveConn(conn net.Conn) {
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
+		if tc, ok := sc.conn.(*tls.Conn); ok && !sc.handshake(tc) {
+			return
+		}
 		sc.readLoop()
 	}()
 	go func() {
@@ -231,6 +252,25 @@ func (sc *serverConn) close(err error) {
 			s.o.Logger.Debug("rpc: connection closed", "peer", sc.from, "err", err)
 		}
 	})
+}
+
+// handshake runs the TLS handshake within HandshakeTimeout and reports
+// whether it succeeded; on failure it counts it, closes the connection and
+// logs at debug level only (a port scanner or a misconfigured peer must not
+// flood the log: Stats.HandshakeFailures is what to watch).
+func (sc *serverConn) handshake(tc *tls.Conn) bool {
+	s := sc.s
+	_ = tc.SetDeadline(time.Now().Add(s.o.HandshakeTimeout))
+	if err := tc.HandshakeContext(sc.ctx); err != nil {
+		if !s.isClosed() {
+			s.st.handshakeFailures.Add(1)
+			s.o.Logger.Debug("rpc: TLS handshake failed", "peer", sc.from, "err", err)
+		}
+		sc.close(nil)
+		return false
+	}
+	_ = tc.SetDeadline(time.Time{}) // the reader and the writer arm their own
+	return true
 }
 
 func (sc *serverConn) readLoop() {

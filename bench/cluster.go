@@ -115,6 +115,7 @@ func startCluster(o clusterOptions) (_ *cluster, err error) {
 func (c *cluster) config(i int) *node.Config {
 	name := fmt.Sprintf("n%d", i+1)
 	cfg := node.DefaultConfig(name, filepath.Join(c.dir, name))
+	cfg.Insecure = true // no gossip key, TLS or tokens here
 	cfg.BindAddr = c.binds[i]
 	cfg.RPCAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"

@@ -517,7 +517,7 @@ func (r *crashRun) idList() string {
 // startAgent starts n's agent: the first node alone, every other joining
 // the nodes started before it, and a restart joining all the others.
 func (r *crashRun) startAgent(n *crashNode) error {
-	args := []string{"agent", "--name", n.name, "--data", n.data, "--bind", n.gossip, "--rpc", n.rpc,
+	args := []string{"agent", "--insecure", "--name", n.name, "--data", n.data, "--bind", n.gossip, "--rpc", n.rpc,
 		"--http", n.httpAddr, "--replicas", strconv.Itoa(r.cfg.N), "--log-level", "info"}
 	if !r.cfg.Fsync {
 		args = append(args, "--no-sync")

@@ -470,6 +470,7 @@ func (s *soInproc) Join(_ context.Context, i int) error {
 	}
 	name := fmt.Sprintf("n%d", i+1)
 	cfg := node.DefaultConfig(name, filepath.Join(s.c.dir, name))
+	cfg.Insecure = true // no gossip key, TLS or tokens here
 	var err error
 	if cfg.BindAddr, err = freeLoopback(); err != nil {
 		return err

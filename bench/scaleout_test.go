@@ -168,6 +168,7 @@ func TestJoinPullsEachKeyOnce(t *testing.T) {
 			}
 		}
 		cfg := node.DefaultConfig("n4", filepath.Join(t.TempDir(), "n4"))
+		cfg.Insecure = true // no gossip key, TLS or tokens here
 		if cfg.BindAddr, err = freeLoopback(); err != nil {
 			t.Fatal(err)
 		}

@@ -77,6 +77,7 @@ func TestAdvertised(t *testing.T) {
 func TestOpenAdvertises(t *testing.T) {
 	for _, explicit := range []bool{false, true} {
 		cfg := DefaultConfig("adv", "")
+		cfg.Insecure = true // no gossip key, TLS or tokens here
 		cfg.InMemory = true
 		cfg.BindAddr = "0.0.0.0:0"
 		cfg.AdvertiseAddr = "127.0.0.1:0"
@@ -113,6 +114,7 @@ func TestOpenAdvertises(t *testing.T) {
 		}
 	}
 	cfg := DefaultConfig("adv", "")
+	cfg.Insecure = true // no gossip key, TLS or tokens here
 	cfg.InMemory = true
 	cfg.AdvertiseHTTPAddr = "0.0.0.0:80"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "unspecified host") {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -474,46 +475,92 @@ func TestTokenNoSecretInOutput(t *testing.T) {
 }
 
 func TestSecurityGaps(t *testing.T) {
+	gossip, rpcTLS, tokens := "gossip without encryption", "peer RPC without mutual TLS", "client API without tokens"
+	pki := newTestPKI(t)
 	cfg := DefaultConfig("n", "")
+	cfg.InMemory = true
 	cfg.HTTPAddr = "127.0.0.1:0"
-	if g := cfg.SecurityGaps(); len(g) != 1 || !strings.Contains(g[0], "client API without tokens") {
-		t.Fatalf("no tokens: %q", g)
+	has := func(g []string, want ...string) bool {
+		if len(g) != len(want) {
+			return false
+		}
+		for i := range want {
+			if !strings.Contains(g[i], want[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	if g := cfg.SecurityGaps(); !has(g, gossip, rpcTLS, tokens) {
+		t.Fatalf("nothing configured: %q", g)
 	}
 	cfg.Tokens = testTokens()
-	if g := cfg.SecurityGaps(); len(g) != 0 {
+	if g := cfg.SecurityGaps(); !has(g, gossip, rpcTLS) {
 		t.Fatalf("with tokens: %q", g)
+	}
+	cfg.GossipKeys = [][]byte{newKey(t, 32)}
+	if g := cfg.SecurityGaps(); !has(g, rpcTLS) {
+		t.Fatalf("with tokens and a gossip key: %q", g)
+	}
+	cfg.TLS = pki.nodeTLS(t, "n")
+	if g := cfg.SecurityGaps(); len(g) != 0 {
+		t.Fatalf("with everything: %q", g)
 	}
 	cfg.Tokens, cfg.HTTPAddr = nil, ""
 	if g := cfg.SecurityGaps(); len(g) != 0 {
 		t.Fatalf("without a client API: %q", g)
 	}
+	// A keyring file (keys installed by rotation) counts as a gossip key.
+	dir := t.TempDir()
+	kcfg := DefaultConfig("k", dir)
+	kcfg.HTTPAddr = "127.0.0.1:0"
+	if g := kcfg.SecurityGaps(); !has(g, gossip, rpcTLS, tokens) {
+		t.Fatalf("fresh data directory: %q", g)
+	}
+	if err := os.WriteFile(filepath.Join(dir, KeyringFileName), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if g := kcfg.SecurityGaps(); !has(g, rpcTLS, tokens) {
+		t.Fatalf("with a keyring file: %q", g)
+	}
 
-	// Open logs them: a warning either way, which says whether insecure
-	// was asked for.
+	// Open refuses what is missing unless Insecure is set, and logs it
+	// when it is; with everything configured it needs no Insecure.
 	for _, c := range []struct {
-		insecure bool
-		tokens   []Token
-		want     string
+		insecure, secure bool
+		wantErr, wantLog string
 	}{
-		{false, nil, `level=WARN msg="running without: client API without tokens`},
-		{true, nil, `level=WARN msg="running insecure, as asked: client API without tokens`},
-		{true, testTokens(), `level=INFO msg="insecure is set, but nothing is left unprotected"`},
-		{false, testTokens(), ""},
+		{false, false, "node: insecure configuration: gossip without encryption", ""},
+		{true, false, "", `level=WARN msg="running insecure, as asked: gossip without encryption`},
+		{true, true, "", `level=INFO msg="insecure is set, but nothing is left unprotected"`},
+		{false, true, "", ""},
 	} {
 		var logs syncBuffer
 		cfg := testConfig(t, "solo", "")
 		cfg.InMemory = true
 		cfg.Insecure = c.insecure
-		cfg.Tokens = c.tokens
+		if c.secure {
+			cfg.Tokens, cfg.GossipKeys, cfg.TLS = testTokens(), [][]byte{newKey(t, 16)}, pki.nodeTLS(t, "solo")
+		}
 		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		n, err := Open(cfg)
+		if c.wantErr != "" {
+			if err == nil {
+				n.Close()
+				t.Fatalf("insecure %v, secure %v: opened", c.insecure, c.secure)
+			}
+			if !errors.Is(err, ErrInsecure) || !strings.Contains(err.Error(), c.wantErr) || !strings.Contains(err.Error(), "--insecure") {
+				t.Errorf("insecure %v, secure %v: %v", c.insecure, c.secure, err)
+			}
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		n.Close()
 		out := logs.String()
-		if c.want != "" && !strings.Contains(out, c.want) || c.want == "" && (strings.Contains(out, "running") || strings.Contains(out, "insecure")) {
-			t.Errorf("insecure %v, %d tokens: log lacks %q:\n%s", c.insecure, len(c.tokens), c.want, out)
+		if c.wantLog != "" && !strings.Contains(out, c.wantLog) || c.wantLog == "" && (strings.Contains(out, "running") || strings.Contains(out, "insecure")) {
+			t.Errorf("insecure %v, secure %v: log lacks %q:\n%s", c.insecure, c.secure, c.wantLog, out)
 		}
 	}
 }

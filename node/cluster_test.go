@@ -51,6 +51,7 @@ type testNode struct {
 // clusters on loopback.
 func testConfig(t testing.TB, name, dir string, join ...string) *Config {
 	cfg := DefaultConfig(name, dir)
+	cfg.Insecure = true // no gossip key, TLS or tokens here
 	cfg.BindAddr = freeAddr(t)
 	cfg.RPCAddr = "127.0.0.1:0"
 	cfg.HTTPAddr = "127.0.0.1:0"

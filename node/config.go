@@ -276,7 +276,10 @@ type Config struct {
 	// them from a file.
 	Tokens []Token
 	// Insecure acknowledges running without some protection (see
-	// SecurityGaps); the node logs what is missing at start. Default false.
+	// SecurityGaps): without it, Open refuses a configuration that lacks
+	// any (ErrInsecure); with it, the node logs what is missing at start.
+	// Default false: a node needs a gossip key, TLS and client tokens, or
+	// this.
 	Insecure bool
 
 	// Logger receives structured logs. Default slog.Default().

@@ -182,6 +182,9 @@ func Open(cfg *Config) (_ *Node, err error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	if err := c.checkSecure(); err != nil {
+		return nil, err
+	}
 	n := &Node{cfg: c, log: c.Logger.With("node", c.Name), readSlots: make(chan struct{}, maxRemoteReads)}
 	n.xfer.left = make(chan struct{})
 	n.auth = newAuthenticator(c.Tokens)

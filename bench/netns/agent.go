@@ -102,7 +102,7 @@ func spawn(cmd *exec.Cmd) error {
 // agentArgs is the agent command line for node i.
 func (c *Cluster) agentArgs(i int, join []string) []string {
 	n := c.nodes[i]
-	args := []string{"netns", "exec", n.Namespace, c.o.Binary, "agent",
+	args := []string{"netns", "exec", n.Namespace, c.o.Binary, "agent", "--insecure",
 		"--name", n.Name, "--data", n.DataDir,
 		"--bind", n.GossipAddr, "--rpc", n.RPCAddr, "--http", n.HTTPAddr}
 	if len(join) > 0 {

@@ -132,6 +132,11 @@ func runAgent(c *cli.Context) error {
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
+		// Printable and valid, but it would not start: say why.
+		if gaps := cfg.SecurityGaps(); len(gaps) > 0 && !cfg.Insecure {
+			fmt.Fprintf(c.App.ErrWriter, "rumor: note: this configuration would not start: it runs without %s; configure them (docs/security.md) or set insecure (--insecure)\n",
+				strings.Join(gaps, "; "))
+		}
 		if asJSON {
 			return s.writeJSON(c.App.Writer)
 		}

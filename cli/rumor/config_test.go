@@ -22,7 +22,9 @@ func clearEnv(t *testing.T) {
 	t.Helper()
 	names := []string{"RUMOR_CONFIG"}
 	for _, f := range settingFlags() {
-		names = append(names, envName(f.Names()[0]))
+		if n := envName(f.Names()[0]); n != "RUMOR_INSECURE" { // TestMain's: see there
+			names = append(names, n)
+		}
 	}
 	for _, n := range names {
 		t.Setenv(n, "") // registers the restore
@@ -132,6 +134,7 @@ no-sync = true
 // to --config: the result is the same configuration, every value now from
 // the file.
 func TestPrintConfigRoundTrip(t *testing.T) {
+	t.Setenv("RUMOR_INSECURE", "") // sources as a user would see them (TestMain sets it)
 	clearEnv(t)
 	t.Setenv("RUMOR_ZONE", `rack "7" \ east`)
 	r := ok(t, "agent", "--print-config", "--name", "n1", "--data", "/tmp/x y", "--join", "a:1,b:2", "--join", "c:3",
@@ -266,6 +269,7 @@ func docSection(t *testing.T, doc, name string) (string, int, int) {
 // file must parse and yield the effective configuration printed below it.
 // `go test ./cli/rumor -run TestConfigDoc -update-docs` regenerates both.
 func TestConfigDoc(t *testing.T) {
+	t.Setenv("RUMOR_INSECURE", "") // sources as a user would see them (TestMain sets it)
 	clearEnv(t)
 	const path = "../../docs/configuration.md"
 	b, err := os.ReadFile(path)

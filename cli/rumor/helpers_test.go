@@ -146,6 +146,7 @@ func startCluster(t testing.TB, size int) []*node.Node {
 	var seed string
 	for i := range size {
 		cfg := node.DefaultConfig(fmt.Sprintf("n%d", i+1), t.TempDir())
+		cfg.Insecure = true // no gossip key, TLS or tokens here
 		cfg.BindAddr = freeAddr(t)
 		cfg.RPCAddr = "127.0.0.1:0"
 		cfg.HTTPAddr = "127.0.0.1:0"
@@ -209,4 +210,12 @@ func eventually(t testing.TB, d time.Duration, f func() error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestMain runs the package's agents insecure unless a test says otherwise
+// (t.Setenv("RUMOR_INSECURE", "") — an empty variable counts as unset):
+// most tests are about something else than gossip keys, TLS and tokens.
+func TestMain(m *testing.M) {
+	os.Setenv("RUMOR_INSECURE", "true")
+	os.Exit(m.Run())
 }

@@ -35,6 +35,7 @@ func keyedCluster(t *testing.T, size int, key string, tokens ...node.Token) []*n
 	var nodes []*node.Node
 	for i := range size {
 		cfg := node.DefaultConfig(fmt.Sprintf("n%d", i+1), t.TempDir())
+		cfg.Insecure = true // no gossip key, TLS or tokens here
 		cfg.BindAddr = freeAddr(t)
 		cfg.RPCAddr = "127.0.0.1:0"
 		cfg.HTTPAddr = "127.0.0.1:0"

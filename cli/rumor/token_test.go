@@ -26,6 +26,7 @@ const (
 func startTokenNode(t *testing.T) *node.Node {
 	t.Helper()
 	cfg := node.DefaultConfig("tok", "")
+	cfg.Insecure = true // no gossip key, TLS or tokens here
 	cfg.InMemory = true
 	cfg.BindAddr = freeAddr(t)
 	cfg.RPCAddr = "127.0.0.1:0"
@@ -240,7 +241,7 @@ func TestAgentTokensFile(t *testing.T) {
 	if r := ok(t, "agent", "--name", "a1", "--in-memory", "--print-config"); !strings.Contains(r.stdout, "insecure = true") {
 		t.Errorf("RUMOR_INSECURE: %s", r.stdout)
 	}
-	t.Setenv("RUMOR_INSECURE", "")
+	t.Setenv("RUMOR_INSECURE", "true") // TestMain's default
 
 	// Bad files stop the agent with one line.
 	bad := filepath.Join(dir, "bad.toml")
@@ -276,10 +277,26 @@ func TestAgentTokensFile(t *testing.T) {
 	a = startAgent(t, "--name", "a3", "--in-memory", "--bind", freeAddr(t), "--rpc", closedAddr(t), "--http", httpAddr, "--log-level", "warn")
 	a.waitHealthy(t, httpAddr)
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(a.stderr.String(), "running without: client API without tokens") {
+	for !strings.Contains(a.stderr.String(), "running insecure, as asked: ") || !strings.Contains(a.stderr.String(), "client API without tokens") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no warning without tokens:\n%s", a.stderr)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Without --insecure an agent missing a gossip key, TLS or tokens does not
+// start, and says what is missing; --print-config notes it.
+func TestAgentRefusesInsecure(t *testing.T) {
+	t.Setenv("RUMOR_INSECURE", "") // TestMain's default off: as a user runs it
+	args := []string{"agent", "--name", "a1", "--in-memory", "--bind", freeAddr(t), "--rpc", closedAddr(t), "--http", closedAddr(t)}
+	wantError(t, rumor(t, args...), exitError, "insecure configuration: gossip without encryption",
+		"peer RPC without mutual TLS", "client API without tokens", "--insecure")
+	r := ok(t, append(args, "--print-config")...)
+	if !strings.Contains(r.err, "would not start") || !strings.Contains(r.err, "--insecure") {
+		t.Errorf("--print-config without --insecure: stderr %q", r.err)
+	}
+	if r := ok(t, append(args, "--print-config", "--insecure")...); r.err != "" {
+		t.Errorf("--print-config --insecure: stderr %q", r.err)
 	}
 }

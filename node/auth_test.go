@@ -3,11 +3,11 @@ package node
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -367,8 +368,12 @@ func tomlKeys(t *testing.T, path string) map[string]string {
 
 // TestDocsSystemd checks docs/deploy/rumor.service and the configuration
 // file it reads: real agent flags and keys, the data directory in the
-// unit's state directory, the settings the guide promises.
+// unit's state directory, the settings the guide promises; and that the
+// agent would start with them as shipped (no --insecure), given the files
+// the guide's secrets commands make and the gossip key from the unit's
+// EnvironmentFile.
 func TestDocsSystemd(t *testing.T) {
+	secureEnv(t)
 	known, bools := agentFlagNames(t), boolAgentFlags()
 	unit := unitDirectives(t, filepath.Join(docsDir, "deploy", "rumor.service"))
 	if len(unit["ExecStart"]) != 1 {
@@ -396,6 +401,14 @@ func TestDocsSystemd(t *testing.T) {
 	if len(unit["LimitNOFILE"]) != 1 {
 		t.Error("no LimitNOFILE")
 	}
+	// The gossip key comes from a root-only file systemd reads, not from
+	// the world-readable configuration file; reload is SIGHUP (TLS files).
+	if got := unit["EnvironmentFile"]; len(got) != 1 || got[0] != "/etc/rumor/rumor.env" {
+		t.Errorf("EnvironmentFile=%q, want /etc/rumor/rumor.env (the gossip key)", got)
+	}
+	if got := unit["ExecReload"]; len(got) != 1 || !strings.Contains(got[0], "kill -HUP $MAINPID") {
+		t.Errorf("ExecReload=%q, want kill -HUP $MAINPID (reloads the TLS files)", got)
+	}
 
 	conf := tomlKeys(t, filepath.Join(docsDir, "deploy", "rumor.toml"))
 	for k := range conf {
@@ -406,28 +419,41 @@ func TestDocsSystemd(t *testing.T) {
 	if want := "/var/lib/" + unit["StateDirectory"][0]; conf["data"] != want {
 		t.Errorf("rumor.toml data = %q, want the unit's state directory %s", conf["data"], want)
 	}
+	if _, ok := conf["gossip-key"]; ok {
+		t.Error("rumor.toml holds the gossip key: it belongs in the EnvironmentFile (mode 0600)")
+	}
 
-	// The agent reads the file: every key parses, with the right type.
-	path, err := filepath.Abs(filepath.Join(docsDir, "deploy", "rumor.toml"))
+	// The agent reads the file: every key parses, with the right type,
+	// and it would start as configured. The files it names are the ones
+	// the guide makes (moved to a temporary directory, as is the data
+	// directory); the gossip key is what rumor.env holds.
+	raw, err := os.ReadFile(filepath.Join(docsDir, "deploy", "rumor.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := rumor(t, "agent", "--config", path, "--print-config", "-o", "json")
-	if r.code != 0 {
-		t.Fatalf("the agent refuses docs/deploy/rumor.toml: %v", r)
+	s := runSecretsBlock(t, "secure-secrets")
+	t.Setenv("RUMOR_GOSSIP_KEY", strings.TrimSpace(s.read(t, "gossip.key")))
+	text := string(raw)
+	for k, v := range conf {
+		switch {
+		case k == "data":
+			text = strings.ReplaceAll(text, strconv.Quote(v), strconv.Quote(filepath.Join(t.TempDir(), "data")))
+		case strings.HasPrefix(v, "/etc/rumor/"):
+			text = strings.ReplaceAll(text, strconv.Quote(v), strconv.Quote(etcPath(t, s, "rumor.toml "+k, v)))
+		}
 	}
-	var printed struct {
-		Sources map[string]string `json:"sources"`
+	path := filepath.Join(t.TempDir(), "rumor.toml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &printed); err != nil {
-		t.Fatalf("--print-config -o json: %v: %q", err, r.stdout)
-	}
+	config := wantSecure(t, "rumor.toml", "--config", path)
+	_, sources, _ := printConfigNote(t, "--config", path)
 	for k := range conf {
-		// A RUMOR_* variable in the test's environment would win.
-		if src := printed.Sources[k]; src != "file" && !strings.HasPrefix(src, "env ") {
+		if src := sources[k]; src != "file" {
 			t.Errorf("key %s: source %q, want the file", k, src)
 		}
 	}
+	certNames(t, fmt.Sprint(config["tls-cert"]), strings.Split(conf["http"], ":")[0])
 }
 
 // fencedBlocks returns the fenced code blocks of a Markdown file, each with
@@ -604,8 +630,10 @@ func markedBlock(t *testing.T, name string) []string {
 // TestDocsThreeAgents runs the "three agents on one machine" commands of
 // docs/operations.md as written, with their addresses moved to free ports
 // and their data directories to temporary ones, checks that the three form
-// a cluster, and runs the commands the guide gives to try it.
+// a cluster, and runs the commands the guide gives to try it. The block's
+// --insecure does what it must: the package's TestMain default is cleared.
 func TestDocsThreeAgents(t *testing.T) {
+	t.Setenv("RUMOR_INSECURE", "")
 	bools := boolAgentFlags()
 	var agents [][]string
 	for _, w := range commands(t, markedBlock(t, "three-agents")) {

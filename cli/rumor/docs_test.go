@@ -8,7 +8,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -177,8 +176,12 @@ func strs(v any) []string {
 // `rumor agent` with real flags only, and is consistent with itself (the
 // seeds are the pods' names in the headless service that publishes
 // not-ready addresses, on the gossip port the agent binds; the ports the
-// agent uses are the ones declared; the data directory is the volume).
+// agent uses are the ones declared; the data directory is the volume). It
+// is secure as shipped: with the Secrets docs/operations.md makes, the
+// agent would start without --insecure, and the certificate names the
+// addresses clients use.
 func TestDocsKubernetes(t *testing.T) {
+	secureEnv(t)
 	docs := yamlDocs(t, filepath.Join(docsDir, "deploy", "kubernetes.yaml"))
 	known, bools := agentFlagNames(t), boolAgentFlags()
 	byKind := map[string][]map[string]any{}
@@ -247,15 +250,27 @@ func TestDocsKubernetes(t *testing.T) {
 			t.Errorf("seed %d is %q, want %q", i, s, want)
 		}
 	}
-	// The env variables the args use come from the downward API.
-	env := map[string]string{}
+	// The env variables the args use come from the downward API; the
+	// gossip key from a Secret.
+	env, values := map[string]string{}, map[string]string{}
+	secretEnv := map[string][2]string{} // variable → Secret, key
 	for i := 0; dig(c, "env", i) != nil; i++ {
-		env[fmt.Sprint(dig(c, "env", i, "name"))] = fmt.Sprint(dig(c, "env", i, "valueFrom", "fieldRef", "fieldPath"))
+		name := fmt.Sprint(dig(c, "env", i, "name"))
+		env[name] = fmt.Sprint(dig(c, "env", i, "valueFrom", "fieldRef", "fieldPath"))
+		if v, ok := dig(c, "env", i, "value").(string); ok {
+			values[name] = v
+		}
+		if ref := dig(c, "env", i, "valueFrom", "secretKeyRef"); ref != nil {
+			secretEnv[name] = [2]string{fmt.Sprint(dig(ref, "name")), fmt.Sprint(dig(ref, "key"))}
+		}
 	}
 	for v, field := range map[string]string{"POD_NAME": "metadata.name", "POD_IP": "status.podIP", "POD_NAMESPACE": "metadata.namespace"} {
 		if env[v] != field {
 			t.Errorf("env %s from %q, want the downward API's %s", v, env[v], field)
 		}
+	}
+	if _, ok := secretEnv["RUMOR_GOSSIP_KEY"]; !ok {
+		t.Error("RUMOR_GOSSIP_KEY does not come from a Secret (secretKeyRef)")
 	}
 	// Declared ports: gossip TCP and UDP, RPC (gossip + 1), HTTP.
 	ports := map[string]bool{}
@@ -269,8 +284,8 @@ func TestDocsKubernetes(t *testing.T) {
 			t.Errorf("container port %s not declared (have %v)", p, ports)
 		}
 	}
-	if p := dig(c, "readinessProbe", "httpGet", "path"); p != "/v1/health" {
-		t.Errorf("readiness probe path %v, want /v1/health", p)
+	if p, sch := dig(c, "readinessProbe", "httpGet", "path"), dig(c, "readinessProbe", "httpGet", "scheme"); p != "/v1/health" || sch != "HTTPS" {
+		t.Errorf("readiness probe %v %v, want /v1/health over HTTPS (the only path open without a token)", sch, p)
 	}
 	if dig(c, "livenessProbe") == nil || dig(c, "livenessProbe", "httpGet", "path") == "/v1/health" {
 		t.Errorf("want a liveness probe that is not /v1/health (503 on a full disk is no reason to restart)")
@@ -286,28 +301,97 @@ func TestDocsKubernetes(t *testing.T) {
 	if !mounted {
 		t.Errorf("--data %s is not the mount of the volume claim %q", one("data"), claim)
 	}
-	if dig(sts, "spec", "template", "metadata", "annotations", "prometheus.io/path") != "/metrics" {
-		t.Error("no prometheus.io/path: /metrics annotation on the pods")
+	// Annotation-based scraping cannot send a token or trust the CA: it
+	// would only collect 401s. docs/operations.md has a ServiceMonitor.
+	if a := dig(sts, "spec", "template", "metadata", "annotations", "prometheus.io/scrape"); a != nil {
+		t.Errorf("prometheus.io/scrape: %v on the pods: /metrics needs HTTPS and a token, which annotations cannot carry", a)
 	}
 
-	// The agent accepts the arguments as the kubelet expands them.
-	expand := strings.NewReplacer("$(POD_NAME)", "rumor-0", "$(POD_IP)", "10.1.2.3", "$(POD_NAMESPACE)", "ns")
+	// The Secrets docs/operations.md makes, mounted where the manifest says.
+	s := runSecretsBlock(t, "k8s-secrets")
+	volumes := map[string]string{} // volume → Secret
+	for i := 0; dig(sts, "spec", "template", "spec", "volumes", i) != nil; i++ {
+		v := dig(sts, "spec", "template", "spec", "volumes", i)
+		sec := dig(v, "secret", "secretName")
+		if sec == nil {
+			continue
+		}
+		volumes[fmt.Sprint(dig(v, "name"))] = fmt.Sprint(sec)
+		if m := dig(v, "secret", "defaultMode"); m != 0o400 {
+			t.Errorf("Secret volume %v: defaultMode %v, want 0400 (256)", dig(v, "name"), m)
+		}
+	}
+	mounts := map[string]string{} // mount path → Secret
+	for i := 0; dig(c, "volumeMounts", i) != nil; i++ {
+		if sec, ok := volumes[fmt.Sprint(dig(c, "volumeMounts", i, "name"))]; ok {
+			mounts[fmt.Sprint(dig(c, "volumeMounts", i, "mountPath"))] = sec
+		}
+	}
+	secretFile := func(where, path string) string {
+		t.Helper()
+		for dir, sec := range mounts {
+			if key, ok := strings.CutPrefix(path, dir+"/"); ok {
+				keys, made := s.secrets[sec]
+				if !made {
+					t.Fatalf("%s: %s is in Secret %s, which docs/operations.md does not create", where, path, sec)
+				}
+				f, ok := keys[key]
+				if !ok {
+					t.Fatalf("%s: %s is key %s of Secret %s, which docs/operations.md creates without it (keys %v)", where, path, key, sec, keys)
+				}
+				return f
+			}
+		}
+		t.Fatalf("%s: %s is not in a mounted Secret (mounts %v)", where, path, mounts)
+		return ""
+	}
+	for name, ref := range secretEnv {
+		f, ok := s.secrets[ref[0]][ref[1]]
+		if !ok {
+			t.Fatalf("env %s: key %s of Secret %s, which docs/operations.md does not create", name, ref[1], ref[0])
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(name, string(b)) // as the kubelet does: the bytes as they are
+	}
+
+	// The agent accepts the arguments as the kubelet expands them, with
+	// the Secrets' files, and would start: secure as shipped.
+	ns := s.vars["NS"]
+	if ns == "" {
+		t.Fatal("the k8s-secrets block sets no NS (the namespace)")
+	}
+	expand := strings.NewReplacer("$(POD_NAME)", "rumor-0", "$(POD_IP)", "10.1.2.3", "$(POD_NAMESPACE)", ns)
 	var expanded []string
 	for _, a := range args {
-		expanded = append(expanded, expand.Replace(a))
+		a = expand.Replace(a)
+		if name, val, ok := strings.Cut(a, "="); ok && strings.HasPrefix(val, "/etc/rumor/") {
+			a = name + "=" + secretFile(name, val)
+		}
+		expanded = append(expanded, a)
 	}
-	r := rumor(t, append(append([]string{"agent"}, expanded...), "--print-config", "-o", "json")...)
-	if r.code != 0 {
-		t.Fatalf("the agent refuses the manifest's arguments: %v", r)
+	config := wantSecure(t, "kubernetes.yaml", expanded...)
+	if config["advertise"] != "10.1.2.3:7946" || config["name"] != "rumor-0" {
+		t.Errorf("effective configuration %v", config)
 	}
-	var printed struct {
-		Config map[string]any `json:"config"`
+	// HTTPS clients reach a pod at its advertised client address (rumor
+	// ring follows it) and, inside the pod, at RUMOR_ADDR with the CA in
+	// RUMOR_CACERT: the one certificate must name both, and the Service
+	// name a ServiceMonitor checks (serverName: rumor-client).
+	adv := strings.TrimPrefix(fmt.Sprint(config["advertise-http"]), "https://")
+	advHost, _, err := net.SplitHostPort(adv)
+	if err != nil {
+		t.Fatalf("advertise-http %q: %v", adv, err)
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &printed); err != nil {
-		t.Fatalf("--print-config -o json: %v: %q", err, r.stdout)
+	local, _, err := net.SplitHostPort(strings.TrimPrefix(values["RUMOR_ADDR"], "https://"))
+	if err != nil || !strings.HasPrefix(values["RUMOR_ADDR"], "https://") {
+		t.Fatalf("RUMOR_ADDR=%q, want https://HOST:PORT", values["RUMOR_ADDR"])
 	}
-	if printed.Config["advertise"] != "10.1.2.3:7946" || printed.Config["name"] != "rumor-0" {
-		t.Errorf("effective configuration %v", printed.Config)
+	certNames(t, fmt.Sprint(config["tls-cert"]), advHost, local, "rumor-client")
+	if got := secretFile("RUMOR_CACERT", values["RUMOR_CACERT"]); got != config["tls-ca"] {
+		t.Errorf("RUMOR_CACERT is %s, want the CA of --tls-ca (%s)", got, config["tls-ca"])
 	}
 }
 

@@ -134,7 +134,7 @@ func runAgent(c *cli.Context) error {
 		}
 		// Printable and valid, but it would not start: say why.
 		if gaps := cfg.SecurityGaps(); len(gaps) > 0 && !cfg.Insecure {
-			fmt.Fprintf(c.App.ErrWriter, "rumor: note: this configuration would not start: it runs without %s; configure them (docs/security.md) or set insecure (--insecure)\n",
+			fmt.Fprintf(c.App.ErrWriter, "rumor: note: this configuration would not start: %s; configure them (docs/security.md) or set insecure (--insecure)\n",
 				strings.Join(gaps, "; "))
 		}
 		if asJSON {

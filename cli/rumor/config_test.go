@@ -268,6 +268,26 @@ func docSection(t *testing.T, doc, name string) (string, int, int) {
 // settings table is generated from the flag definitions, and its example
 // file must parse and yield the effective configuration printed below it.
 // `go test ./cli/rumor -run TestConfigDoc -update-docs` regenerates both.
+// realignPrinted aligns the source comments of --print-config's TOML
+// again, after values in it were replaced by others of another length.
+func realignPrinted(out string) string {
+	lines := strings.SplitAfter(out, "\n")
+	width := 0
+	for _, l := range lines {
+		if i := strings.LastIndex(l, "  # "); i > 0 && !strings.HasPrefix(l, "#") {
+			width = max(width, len(strings.TrimRight(l[:i], " ")))
+		}
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		if i := strings.LastIndex(l, "  # "); i > 0 && !strings.HasPrefix(l, "#") {
+			l = fmt.Sprintf("%-*s  # %s", width, strings.TrimRight(l[:i], " "), l[i+4:])
+		}
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
 func TestConfigDoc(t *testing.T) {
 	t.Setenv("RUMOR_INSECURE", "") // sources as a user would see them (TestMain sets it)
 	clearEnv(t)
@@ -296,9 +316,24 @@ func TestConfigDoc(t *testing.T) {
 	if !ok1 || !ok2 {
 		t.Fatalf("the config-example section is not one ```toml block: %q", example)
 	}
-	file := writeFile(t, "rumor.toml", body)
+	// The example is a secured node: its /etc/rumor files are made here
+	// (print-config loads the TLS files and the tokens), and the gossip key
+	// is in the environment, as the systemd unit's EnvironmentFile puts it.
+	etc := t.TempDir()
+	ok(t, "tls", "ca", "--dir", filepath.Join(etc, "tls"))
+	ok(t, "tls", "cert", "--node", "n1", "--ip", "10.0.0.1", "--dir", filepath.Join(etc, "tls"))
+	tokens := ok(t, "token", "generate", "--name", "admin", "--scope", "read-write").stdout
+	if err := os.WriteFile(filepath.Join(etc, "tokens.toml"), []byte(tokens), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RUMOR_GOSSIP_KEY", strings.TrimSpace(ok(t, "keyring", "generate").stdout))
+	file := writeFile(t, "rumor.toml", strings.ReplaceAll(body, "/etc/rumor/", etc+"/"))
 	r := ok(t, "agent", "--print-config", "--config", file)
+	if r.err != "" {
+		t.Errorf("the example would not start (or the agent says more):\n%s", r.err)
+	}
 	out := strings.Replace(r.stdout, "# Configuration file: "+file, "# Configuration file: /etc/rumor/rumor.toml", 1)
+	out = realignPrinted(strings.ReplaceAll(out, etc+"/", "/etc/rumor/"))
 	want := "```toml\n" + out + "```\n"
 	printed, i, j := docSection(t, doc, "config-example-printed")
 	if printed != want {

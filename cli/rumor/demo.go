@@ -117,7 +117,7 @@ func runDemo(c *cli.Context) error {
 		cfg := node.DefaultConfig(name, filepath.Join(dir, name))
 		cfg.BindAddr, cfg.RPCAddr, cfg.HTTPAddr = demoPorts(i)
 		cfg.Logger = logger
-		cfg.Insecure = true // a local demo: no tokens, and it says so in the log
+		cfg.Insecure = true // a local demo: no gossip key, TLS or tokens, and the log says so
 		if seed != "" {
 			cfg.Join = []string{seed}
 		}

@@ -617,15 +617,19 @@ func TestBodyMemoryBudget(t *testing.T) {
 		fmt.Fprintf(c, "PUT /v1/kv/b%d HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\n\r\nx", i)
 		held = append(held, c)
 	}
-	// The two uploads reserve their declared length once the server reads
-	// their first byte: on a loaded machine that can take a while.
+	// Both uploads hold their declared length once the server reads their
+	// first byte. Wait for that before the next PUT: sent earlier, its own
+	// small reservation can make one of them the request that is refused.
 	eventually(t, 20*time.Second, func() error {
-		resp, body := httpDo(t, &http.Client{Timeout: 5 * time.Second}, "PUT", "http://"+addr+"/v1/kv/b3", make([]byte, 10), false, nil)
-		if resp.StatusCode != 503 || !strings.Contains(string(body), "request bytes") {
-			return fmt.Errorf("PUT past the body budget: %d %s", resp.StatusCode, body)
+		if used := n.httpLim.bodies.used.Load(); used != 2048 {
+			return fmt.Errorf("%d body bytes reserved, want 2048", used)
 		}
 		return nil
 	})
+	resp, body := httpDo(t, &http.Client{Timeout: 5 * time.Second}, "PUT", "http://"+addr+"/v1/kv/b3", make([]byte, 10), false, nil)
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "request bytes") {
+		t.Fatalf("PUT past the body budget: %d %s", resp.StatusCode, body)
+	}
 	for i, c := range held {
 		c.Write(bytes.Repeat([]byte("x"), 1023))
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))

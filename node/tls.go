@@ -278,7 +278,12 @@ func (n *Node) httpErrorLog() *log.Logger {
 	return log.New(writerFunc(func(p []byte) (int, error) {
 		line := string(bytes.TrimRight(p, "\n"))
 		if strings.Contains(line, "TLS handshake error") {
-			n.metrics.httpHandshakeFailures.Add(1)
+			// A connection closed before sending anything (a TCP
+			// probe, a load balancer's check) is not a failed
+			// handshake worth counting.
+			if !strings.HasSuffix(line, ": EOF") {
+				n.metrics.httpHandshakeFailures.Add(1)
+			}
 			n.log.Debug(line)
 			return len(p), nil
 		}

@@ -252,6 +252,25 @@ func TestMutualTLSCluster(t *testing.T) {
 			}
 			return nil
 		})
+		// A TCP probe (connect, close) is not counted as a failure.
+		before = nodes[0].metrics.httpHandshakeFailures.Load()
+		for range 5 {
+			c, err := net.Dial("tcp", nodes[0].HTTPListenAddr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		}
+		// A health GET over HTTPS after the probes: once it is answered,
+		// the server has seen the probes' connections end.
+		resp, _ = httpDo(t, hc, http.MethodGet, nodes[0].HTTPAddr()+"/v1/health", nil, false, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("health: %d", resp.StatusCode)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if got := nodes[0].metrics.httpHandshakeFailures.Load(); got != before {
+			t.Errorf("5 TCP probes counted as %d failed handshakes", got-before)
+		}
 	})
 
 	t.Run("peer RPC", func(t *testing.T) {

@@ -151,15 +151,18 @@ func runAgent(c *cli.Context) error {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
 	// SIGHUP reloads the TLS files (certificate rotation without a
-	// restart).
+	// restart); without TLS it is logged and ignored, never fatal
+	// (systemctl reload on any node).
 	hup := make(chan os.Signal, 1)
-	if cfg.TLS != nil {
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-	}
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
+			if cfg.TLS == nil {
+				cfg.Logger.Info("SIGHUP: no TLS files to reload")
+				continue
+			}
 			if err := n.ReloadTLS(); err != nil {
 				cfg.Logger.Error("SIGHUP: TLS files not reloaded; keeping the current ones", "err", err)
 			}

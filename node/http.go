@@ -337,6 +337,14 @@ func (n *Node) readValue(w http.ResponseWriter, r *http.Request) (body []byte, r
 			fmt.Sprintf("value is %d bytes; the limit is %d", r.ContentLength, limit))
 		return nil, nil, false
 	}
+	return n.readLimitedBody(w, r, limit, "value")
+}
+
+// readLimitedBody reads a request body of at most limit bytes (what names
+// it in the answer) under the body deadline and the memory budget; the
+// caller calls release when done with it. It answers the client itself
+// when it fails.
+func (n *Node) readLimitedBody(w http.ResponseWriter, r *http.Request, limit int, what string) (body []byte, release func(), ok bool) {
 	rc := http.NewResponseController(w)
 	br := &bodyReader{r: r.Body, rc: rc, start: time.Now(), base: n.cfg.HTTPBodyTimeout, minRate: n.cfg.HTTPMinBodyRate}
 	_ = rc.SetReadDeadline(br.deadline())
@@ -345,7 +353,7 @@ func (n *Node) readValue(w http.ResponseWriter, r *http.Request) (body []byte, r
 	switch {
 	case err == nil:
 	case errors.Is(err, errBodyTooLarge):
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value exceeds the limit of %d bytes", limit))
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s exceeds the limit of %d bytes", what, limit))
 		return nil, nil, false
 	case errors.Is(err, errBodyBudget):
 		n.writeOverloaded(w, err.Error())

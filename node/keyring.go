@@ -646,7 +646,7 @@ func (n *Node) handleKeyring(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
 			return
 		}
-		b, release, ok := n.readKeyringBody(w, r)
+		b, release, ok := n.readLimitedBody(w, r, maxKeyringBody, "body")
 		if !ok {
 			return
 		}
@@ -683,30 +683,3 @@ func (n *Node) handleKeyring(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// readKeyringBody reads a keyring request body under the body deadline and
-// budget (as readValue does for values), at most maxKeyringBody bytes. It
-// answers the client itself when it fails.
-func (n *Node) readKeyringBody(w http.ResponseWriter, r *http.Request) (body []byte, release func(), ok bool) {
-	rc := http.NewResponseController(w)
-	br := &bodyReader{r: r.Body, rc: rc, start: time.Now(), base: n.cfg.HTTPBodyTimeout, minRate: n.cfg.HTTPMinBodyRate}
-	_ = rc.SetReadDeadline(br.deadline())
-	body, reserved, err := readBody(br, r.ContentLength, maxKeyringBody, &n.httpLim.bodies)
-	switch {
-	case err == nil:
-	case errors.Is(err, errBodyTooLarge):
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds %d bytes", maxKeyringBody))
-		return nil, nil, false
-	case errors.Is(err, errBodyBudget):
-		n.writeOverloaded(w, err.Error())
-		return nil, nil, false
-	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("read body: %v", err))
-		return nil, nil, false
-	}
-	// As readValue: the body is in, the connection may be reused and the
-	// fan-out gets a full write timeout.
-	w.Header().Del("Connection")
-	_ = rc.SetReadDeadline(time.Time{})
-	_ = rc.SetWriteDeadline(time.Now().Add(n.cfg.HTTPWriteTimeout))
-	return body, func() { n.httpLim.bodies.give(reserved) }, true
-}

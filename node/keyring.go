@@ -682,4 +682,3 @@ func (n *Node) handleKeyring(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, resp)
 	}
 }
-

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -377,11 +378,28 @@ func (r *crashRun) run(ctx context.Context, res *crashResult) error {
 		r.nodes = append(r.nodes, n)
 	}
 	for _, n := range r.nodes {
-		if err := r.startAgent(n); err != nil {
-			return err
-		}
-		if _, err := r.waitHealthy(ctx, n, 30*time.Second); err != nil {
-			return err
+		for attempt := 1; ; attempt++ {
+			if err := r.startAgent(n); err != nil {
+				return err
+			}
+			_, err := r.waitHealthy(ctx, n, 30*time.Second)
+			if err == nil {
+				break
+			}
+			// A port picked free may be taken by another process before
+			// the agent binds it: pick new ones (first start only; a
+			// restart must keep its addresses).
+			if attempt == 3 || n.running() || !fileHas(n.logPath, "address already in use") {
+				return err
+			}
+			r.logf("%s: a port it was given was taken meanwhile; starting it on new ports", n.name)
+			for _, a := range []*string{&n.gossip, &n.rpc, &n.httpAddr} {
+				if *a, err = freeLoopback(); err != nil {
+					return err
+				}
+			}
+			n.cl = client.New(n.httpAddr, &client.Options{HTTPClient: r.hc})
+			n.startedOnce = false
 		}
 	}
 	if err := r.waitWhole(ctx, 60*time.Second); err != nil {
@@ -552,6 +570,12 @@ func (r *crashRun) startAgent(n *crashNode) error {
 	n.proc = p
 	n.startedOnce = true
 	return nil
+}
+
+// fileHas reports whether the file at path contains s.
+func fileHas(path, s string) bool {
+	b, err := os.ReadFile(path)
+	return err == nil && bytes.Contains(b, []byte(s))
 }
 
 // kill sends SIGKILL to n's agent and waits until it has been reaped.

@@ -40,16 +40,26 @@ const flagDeleted = 1
 // header, four one-byte integers, an empty bin8 and an empty array.
 const minVersionSize = 8
 
-// Limits are sanity bounds checked while decoding a register, before
+// Limits are sanity bounds checked while decoding a value, before
 // anything is allocated. A zero field means no bound beyond the length of
 // the input itself (which always bounds allocation).
 type Limits struct {
 	// MaxVersions bounds the number of versions (siblings and tombstones).
 	MaxVersions int
-	// MaxVVEntries bounds the entries of each version's context.
+	// MaxVVEntries bounds the entries of each version's context, of a
+	// set context's vector and of a counter.
 	MaxVVEntries int
 	// MaxValueBytes bounds each value.
 	MaxValueBytes int
+	// MaxMembers bounds the members of a set.
+	MaxMembers int
+	// MaxMemberBytes bounds each set member and each map field name.
+	MaxMemberBytes int
+	// MaxDots bounds the dots of each set member and of a set context's
+	// cloud.
+	MaxDots int
+	// MaxFields bounds the fields of a map.
+	MaxFields int
 }
 
 // MarshalBinary encodes r: a format byte, then a msgpack array of versions,

@@ -67,3 +67,95 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// benchActor spreads actor ids as random node ids are.
+func benchActor(i int) ActorID { return ActorID(0x9e3779b97f4a7c15 * uint64(i+1)) }
+
+func benchMember(i int) string { return fmt.Sprintf("member-%08d", i) }
+
+// bigSet builds a set of n members added by 8 actors, member i with the
+// dot (actor i%8, i/8+1), without paying for n joins.
+func bigSet(n int) ORSet {
+	s := ORSet{entries: make(map[string][]Dot, n), ctx: DotContext{vv: VV{}}}
+	for i := range n {
+		d := Dot{benchActor(i % 8), uint64(i/8 + 1)}
+		s.entries[benchMember(i)] = []Dot{d}
+		s.ctx.vv.add(d)
+	}
+	return s
+}
+
+func BenchmarkSet100k(b *testing.B) {
+	s := bigSet(100_000)
+	// Another replica: the same set with 1% of the members removed and 1%
+	// added by a fifth actor.
+	o := s.Join(ORSet{})
+	for i := range 1000 {
+		o.Merge(o.Remove([]byte(benchMember(i * 97))))
+		o.Merge(o.Add(benchActor(9), []byte(benchMember(100_000+i))))
+	}
+	delta := s.Add(benchActor(3), []byte("one more member"))
+	enc, err := s.MarshalBinary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Join", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s.Join(o)
+		}
+	})
+	b.Run("JoinDelta", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s.Join(delta)
+		}
+	})
+	b.Run("MergeDelta", func(b *testing.B) {
+		c := s.Join(ORSet{})
+		b.ReportAllocs()
+		for b.Loop() {
+			c.Merge(delta)
+		}
+	})
+	b.Run("Marshal", func(b *testing.B) {
+		b.SetBytes(int64(len(enc)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.MarshalBinary(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("MarshalDelta", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			d, err := delta.MarshalBinary()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(len(d)), "delta-bytes")
+		}
+	})
+	b.Run("Decode", func(b *testing.B) {
+		b.SetBytes(int64(len(enc)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := DecodeSet(enc, Limits{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkCounterJoin(b *testing.B) {
+	x, y := Counter{}, Counter{}
+	for i := range 16 {
+		x[benchActor(i)] = PN{Inc: uint64(i), Dec: 1}
+		y[benchActor(i+4)] = PN{Inc: uint64(2 * i)}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		x.Join(y)
+	}
+}

@@ -13,17 +13,18 @@ import (
 
 // Errors. Decoders wrap them with details; test with errors.Is.
 var (
-	// ErrCorrupt reports an encoded register that is malformed, truncated,
-	// not in canonical form, or of an unknown format.
-	ErrCorrupt = errors.New("crdt: corrupt register")
-	// ErrTooLarge reports an encoded register beyond the decoder's Limits.
-	ErrTooLarge = errors.New("crdt: register exceeds decode limits")
+	// ErrCorrupt reports an encoded value (register, counter, set or map)
+	// that is malformed, truncated, not in canonical form, or of an unknown
+	// format.
+	ErrCorrupt = errors.New("crdt: corrupt value")
+	// ErrTooLarge reports an encoded value beyond the decoder's Limits.
+	ErrTooLarge = errors.New("crdt: value exceeds decode limits")
 	// ErrContext reports a causal context token that cannot be decoded or
 	// has too many entries.
 	ErrContext = errors.New("crdt: invalid context")
-	// ErrInvalid reports a register that breaks the canonical form when
+	// ErrInvalid reports a value that breaks the canonical form when
 	// encoding it: a bug in whoever built it.
-	ErrInvalid = errors.New("crdt: invalid register")
+	ErrInvalid = errors.New("crdt: invalid value")
 )
 
 // Format bytes: the first byte of every encoding, so formats can evolve.

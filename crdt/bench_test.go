@@ -111,11 +111,16 @@ func BenchmarkSet100k(b *testing.B) {
 			s.Join(delta)
 		}
 	})
-	b.Run("MergeDelta", func(b *testing.B) {
+	b.Run("MergeAddRemove", func(b *testing.B) {
 		c := s.Join(ORSet{})
+		c.Merge(ORSet{}) // builds the dot index once
+		i := 0
 		b.ReportAllocs()
-		for b.Loop() {
-			c.Merge(delta)
+		for b.Loop() { // a write: a new member's delta, then a remove's
+			i++
+			m := []byte(benchMember(200_000 + i))
+			c.Merge(c.Add(benchActor(i%8), m))
+			c.Merge(c.Remove(m))
 		}
 	})
 	b.Run("Marshal", func(b *testing.B) {

@@ -87,9 +87,9 @@
 // dots (one, after the first add), so they are O(change) bytes: an add to a
 // 100k-member set encodes in about 35 bytes plus the member. A register's
 // delta is the whole register (it is small, and version-vector contexts
-// need whole states). Applying a delta to a set with [ORSet.Merge] reads
-// the whole state (the dots a delta's context removes are found by a
-// scan), but copies only what changes.
+// need whole states). [ORSet.Join] copies the state, so joining a delta
+// with it costs O(state); [ORSet.Merge] applies a delta in place in
+// O(delta) once it has indexed a large set's dots.
 //
 // # Encodings
 //

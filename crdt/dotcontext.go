@@ -53,6 +53,30 @@ func (c DotContext) Max(actor ActorID) uint64 {
 	return m
 }
 
+// size returns the number of dots in c, or some number above limit when
+// there are more than limit.
+func (c DotContext) size(limit int) int {
+	n := uint64(len(c.cloud))
+	for _, k := range c.vv {
+		if n += k; n > uint64(limit) || n < k {
+			return limit + 1
+		}
+	}
+	return int(n)
+}
+
+// each calls fn for every dot in c, prefixes first.
+func (c DotContext) each(fn func(Dot)) {
+	for a, n := range c.vv {
+		for k := uint64(1); k <= n; k++ {
+			fn(Dot{a, k})
+		}
+	}
+	for d := range c.cloud {
+		fn(d)
+	}
+}
+
 // VV returns a copy of c's contiguous prefixes.
 func (c DotContext) VV() VV { return c.vv.Clone() }
 

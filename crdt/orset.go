@@ -29,6 +29,7 @@ import (
 type ORSet struct {
 	entries map[string][]Dot // member -> its surviving dots, sorted
 	ctx     DotContext
+	owner   map[Dot]string // entries' dots -> member: Merge's index, or nil
 }
 
 // Add returns the delta of adding member on behalf of actor: the member
@@ -70,42 +71,57 @@ func (s ORSet) Join(o ORSet) ORSet {
 	for m, ds := range s.entries {
 		out.entries[m] = ds
 	}
-	out.Merge(o)
+	out.merge(o, false)
 	return out
 }
 
 // Merge joins o into s in place; afterwards s equals the old s.Join(o). It
-// reads all of s (to find the dots o's context removes) but copies only
-// what o changes. s must not share memory with another ORSet (a value
-// returned by Join, Add, Remove or DecodeSet does not, except with its
-// inputs); o is not modified.
-func (s *ORSet) Merge(o ORSet) {
+// copies only what o changes. On a set of mergeIndexMin members or more it
+// builds, once, an index from dots to members, after which a delta with a
+// small context costs O(|o|) instead of a scan of s. s must not share
+// memory with another ORSet (a value returned by Join, Add, Remove or
+// DecodeSet does not, except with its inputs, which Merge does not modify);
+// o is not modified.
+func (s *ORSet) Merge(o ORSet) { s.merge(o, true) }
+
+// merge is Merge; index says whether to build the dot index.
+func (s *ORSet) merge(o ORSet, index bool) {
 	if s.entries == nil {
 		s.entries = map[string][]Dot{}
 	}
 	if s.ctx.vv == nil {
 		s.ctx.vv = VV{}
 	}
-	// Dots s holds that o has seen but dropped are gone.
-	if !o.ctx.IsZero() {
+	if index && s.owner == nil && len(s.entries) >= mergeIndexMin {
+		s.owner = make(map[Dot]string, len(s.entries))
 		for m, ds := range s.entries {
-			keep := ds
+			for _, d := range ds {
+				s.owner[d] = m
+			}
+		}
+	}
+	// Dots s holds that o has seen but dropped are gone.
+	switch {
+	case o.ctx.IsZero():
+	case s.owner != nil && o.ctx.size(len(s.owner)) <= len(s.owner):
+		o.ctx.each(func(d Dot) {
+			if m, ok := s.owner[d]; ok && !slices.Contains(o.entries[m], d) {
+				s.setDots(m, slices.DeleteFunc(slices.Clone(s.entries[m]), func(x Dot) bool { return x == d }))
+				delete(s.owner, d)
+			}
+		})
+	default:
+		for m, ds := range s.entries {
 			for i, d := range ds {
 				if o.ctx.Covers(d) && !slices.Contains(o.entries[m], d) {
-					keep = filterDots(ds[:i:i], ds[i:], m, o)
+					s.setDots(m, filterDots(ds[:i:i], ds[i:], m, o))
 					break
 				}
-			}
-			if len(keep) == 0 {
-				delete(s.entries, m)
-			} else if len(keep) != len(ds) {
-				s.entries[m] = keep
 			}
 		}
 	}
 	// Dots o holds that s has not seen are new.
 	for m, ds := range o.entries {
-		cur := s.entries[m]
 		var add []Dot
 		for _, d := range ds {
 			if !s.ctx.Covers(d) {
@@ -113,15 +129,37 @@ func (s *ORSet) Merge(o ORSet) {
 			}
 		}
 		if len(add) > 0 {
-			merged := append(slices.Clone(cur), add...)
+			merged := append(slices.Clone(s.entries[m]), add...)
 			slices.SortFunc(merged, compareDots)
-			s.entries[m] = slices.Compact(merged)
+			s.setDots(m, slices.Compact(merged))
 		}
 	}
 	s.ctx.joinInPlace(o.ctx)
 	if len(s.entries) == 0 {
-		s.entries = nil
+		s.entries, s.owner = nil, nil
 	}
+}
+
+// mergeIndexMin is the set size from which Merge keeps a dot index. Below
+// it, scanning the set is as cheap as keeping the index.
+var mergeIndexMin = 512
+
+// setDots replaces member m's dots with ds (never aliased with another
+// set), keeping the index, if any, in step.
+func (s *ORSet) setDots(m string, ds []Dot) {
+	if s.owner != nil {
+		for _, d := range s.entries[m] {
+			delete(s.owner, d)
+		}
+		for _, d := range ds {
+			s.owner[d] = m
+		}
+	}
+	if len(ds) == 0 {
+		delete(s.entries, m)
+		return
+	}
+	s.entries[m] = ds
 }
 
 // filterDots returns kept (a copy of ds's prefix) plus the dots of rest that
@@ -208,4 +246,25 @@ func (s ORSet) String() string {
 	b.WriteString("} ctx ")
 	b.WriteString(s.ctx.String())
 	return b.String()
+}
+
+// checkIndex reports the first way s's dot index, if any, disagrees with
+// its members.
+func (s ORSet) checkIndex() error {
+	if s.owner == nil {
+		return nil
+	}
+	n := 0
+	for m, ds := range s.entries {
+		for _, d := range ds {
+			if s.owner[d] != m {
+				return fmt.Errorf("index maps %v to %q, member %q holds it", d, s.owner[d], m)
+			}
+			n++
+		}
+	}
+	if n != len(s.owner) {
+		return fmt.Errorf("index holds %d dots, members %d", len(s.owner), n)
+	}
+	return nil
 }

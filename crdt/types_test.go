@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -447,4 +448,64 @@ func ExampleCounter() {
 	v, _ := a.Join(b).Value()
 	fmt.Println(v)
 	// Output: 3
+}
+
+// Replicas that only ever Merge in place (keeping the dot index across
+// merges) stay equal to replicas that Join, under lost, duplicated and
+// reordered deltas and full-state merges.
+func TestORSetMergeInPlace(t *testing.T) {
+	defer func(old int) { mergeIndexMin = old }(mergeIndexMin)
+	for _, min := range []int{0, 3, 1 << 30} {
+		mergeIndexMin = min
+		for seed := range uint64(simSeeds(t, 40)) {
+			rng := rand.New(rand.NewPCG(seed, 0x3e6e))
+			n := 3 + rng.IntN(3)
+			joined, merged := make([]ORSet, n), make([]ORSet, n)
+			type msg struct {
+				to    int
+				delta ORSet
+			}
+			var net []msg
+			for step := range 300 {
+				i := rng.IntN(n)
+				switch x := rng.IntN(10); {
+				case x < 5:
+					member := []byte{'a' + byte(rng.IntN(8))}
+					var d ORSet
+					if rng.IntN(3) > 0 {
+						d = joined[i].Add(replicaActor(i), member)
+					} else {
+						d = joined[i].Remove(member)
+					}
+					joined[i] = joined[i].Join(d)
+					merged[i].Merge(d)
+					for k := range n {
+						if k != i && rng.IntN(4) > 0 {
+							net = append(net, msg{k, d})
+						}
+					}
+				case x < 9 && len(net) > 0:
+					k := rng.IntN(len(net))
+					m := net[k]
+					joined[m.to] = joined[m.to].Join(m.delta)
+					merged[m.to].Merge(m.delta)
+					if rng.IntN(3) > 0 {
+						net = slices.Delete(net, k, k+1)
+					}
+				default:
+					j := rng.IntN(n)
+					joined[i] = joined[i].Join(joined[j])
+					merged[i].Merge(joined[j])
+				}
+				for k := range n {
+					if !merged[k].Equal(joined[k]) {
+						t.Fatalf("min %d seed %d step %d: replica %d merged %v, joined %v", min, seed, step, k, merged[k], joined[k])
+					}
+					if err := merged[k].checkIndex(); err != nil {
+						t.Fatalf("min %d seed %d step %d: replica %d: %v", min, seed, step, k, err)
+					}
+				}
+			}
+		}
+	}
 }

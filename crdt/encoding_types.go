@@ -44,13 +44,16 @@ func (c Counter) check() error {
 }
 
 // MarshalBinary encodes s: the tag KindSet, then a msgpack array
-// [members, context]. members is an array of [member, dots] pairs in
-// increasing byte order of the member (a bin string), dots a flat array of
-// actor, counter pairs in increasing dot order; the context is
-// [vector, cloud], the vector a flat array of actor, counter pairs in
-// increasing actor order and the cloud a flat array of dots in increasing
-// order. Equal sets encode to identical bytes. It fails with ErrInvalid
-// when s is not canonical.
+// [actors, members, context]. actors is the array of every actor that
+// appears in s, increasing; dots refer to actors by index into it, so a dot
+// costs its counter and a byte or so. members is an array of
+// [member, dots] pairs in increasing byte order of the member (a bin
+// string), dots a flat array of index, counter pairs in increasing order.
+// The context is [vector, cloud]: the vector a flat array of index, counter
+// pairs, the cloud a flat array of index, counter pairs in increasing
+// order, leaving out the members' dots (the context holds them anyway).
+// Equal sets encode to identical bytes. It fails with ErrInvalid when s is
+// not canonical.
 func (s ORSet) MarshalBinary() ([]byte, error) {
 	if err := s.check(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -60,16 +63,47 @@ func (s ORSet) MarshalBinary() ([]byte, error) {
 
 func appendSet(dst []byte, s ORSet) []byte {
 	members := s.sortedMembers()
-	size := 1 + 1 + 5 + 5 + 18*len(s.ctx.vv) + 5 + 18*len(s.ctx.cloud)
+	// The cloud without the members' dots.
+	cloud := s.ctx.Cloud()
+	if len(cloud) > 0 {
+		inStore := map[Dot]bool{}
+		for _, ds := range s.entries {
+			for _, d := range ds {
+				if _, ok := s.ctx.cloud[d]; ok {
+					inStore[d] = true
+				}
+			}
+		}
+		cloud = slices.DeleteFunc(cloud, func(d Dot) bool { return inStore[d] })
+	}
+	// The actor table.
+	seen := s.ctx.vv.Clone()
+	for d := range s.ctx.cloud {
+		seen[d.Actor] = 1
+	}
+	actors := seen.actors() // store dots are in the context
+	index := make(map[ActorID]uint64, len(actors))
+	for i, a := range actors {
+		index[a] = uint64(i)
+	}
+	size := 1 + 1 + 5 + 9*len(actors) + 5 + 1 + 5 + 12*len(s.ctx.vv) + 5 + 12*len(cloud)
 	for _, m := range members {
-		size += 1 + 5 + len(m) + 5 + 18*len(s.entries[m])
+		size += 1 + 5 + len(m) + 5 + 12*len(s.entries[m])
 	}
 	buf := bytes.NewBuffer(dst)
 	buf.Grow(size)
 	buf.WriteByte(byte(KindSet))
 	withEncoder(buf, func(e *msgpack.Encoder) error {
-		if err := e.EncodeArrayLen(2); err != nil {
+		if err := e.EncodeArrayLen(3); err != nil {
 			return err
+		}
+		if err := e.EncodeArrayLen(len(actors)); err != nil {
+			return err
+		}
+		for _, a := range actors {
+			if err := e.EncodeUint(uint64(a)); err != nil {
+				return err
+			}
 		}
 		if err := e.EncodeArrayLen(len(members)); err != nil {
 			return err
@@ -81,17 +115,21 @@ func appendSet(dst []byte, s ORSet) []byte {
 			if err := e.EncodeBytes([]byte(m)); err != nil {
 				return err
 			}
-			if err := encodeDots(e, s.entries[m]); err != nil {
+			if err := encodeDots(e, s.entries[m], index); err != nil {
 				return err
 			}
 		}
 		if err := e.EncodeArrayLen(2); err != nil {
 			return err
 		}
-		if err := encodeVV(e, s.ctx.vv); err != nil {
+		vv := make([]Dot, 0, len(s.ctx.vv))
+		for _, a := range s.ctx.vv.actors() {
+			vv = append(vv, Dot{a, s.ctx.vv[a]})
+		}
+		if err := encodeDots(e, vv, index); err != nil {
 			return err
 		}
-		return encodeDots(e, s.ctx.Cloud())
+		return encodeDots(e, cloud, index)
 	})
 	return buf.Bytes()
 }
@@ -105,13 +143,14 @@ func (s ORSet) sortedMembers() []string {
 	return ms
 }
 
-// encodeDots writes sorted dots as a flat array of actor, counter pairs.
-func encodeDots(e *msgpack.Encoder, ds []Dot) error {
+// encodeDots writes sorted dots as a flat array of actor index, counter
+// pairs.
+func encodeDots(e *msgpack.Encoder, ds []Dot, index map[ActorID]uint64) error {
 	if err := e.EncodeArrayLen(2 * len(ds)); err != nil {
 		return err
 	}
 	for _, d := range ds {
-		if err := e.EncodeUint(uint64(d.Actor)); err != nil {
+		if err := e.EncodeUint(index[d.Actor]); err != nil {
 			return err
 		}
 		if err := e.EncodeUint(d.Counter); err != nil {
@@ -270,8 +309,8 @@ func DecodeCounter(b []byte, lim Limits) (Counter, error) {
 
 // DecodeSet decodes a set made by [ORSet.MarshalBinary]. lim.MaxMembers
 // bounds the members, lim.MaxMemberBytes each member, lim.MaxDots each
-// member's dots and the context's cloud, lim.MaxVVEntries the context's
-// vector. Errors wrap ErrCorrupt or ErrTooLarge.
+// member's dots and the context's cloud, lim.MaxVVEntries the actors.
+// Errors wrap ErrCorrupt or ErrTooLarge.
 func DecodeSet(b []byte, lim Limits) (ORSet, error) {
 	if err := checkTag(b, KindSet); err != nil {
 		return ORSet{}, err
@@ -291,8 +330,8 @@ func DecodeSet(b []byte, lim Limits) (ORSet, error) {
 	return s, nil
 }
 
-// minMemberSize is the smallest encoding of one member: a 2-element array
-// header, an empty bin8 and an empty array.
+// minMemberSize is the smallest encoding of one member or field: a
+// 2-element array header, an empty bin8 and an empty array.
 const minMemberSize = 4
 
 func (d *decoder) fixedArray(n int, what string) error {
@@ -308,9 +347,25 @@ func (d *decoder) fixedArray(n int, what string) error {
 
 func (d *decoder) set(lim Limits) (ORSet, error) {
 	var s ORSet
-	if err := d.fixedArray(2, "set"); err != nil {
+	if err := d.fixedArray(3, "set"); err != nil {
 		return s, err
 	}
+	na, err := d.arrayLen(bound(lim.MaxVVEntries), 1, "actors")
+	if err != nil {
+		return s, err
+	}
+	actors := make([]ActorID, na)
+	for i := range actors {
+		a, err := d.uint()
+		if err != nil {
+			return s, err
+		}
+		if a == 0 || (i > 0 && ActorID(a) <= actors[i-1]) {
+			return s, d.errorf("actor %016x at %d", a, i)
+		}
+		actors[i] = ActorID(a)
+	}
+	used := make([]bool, na)
 	n, err := d.arrayLen(bound(lim.MaxMembers), minMemberSize, "members")
 	if err != nil {
 		return s, err
@@ -331,7 +386,7 @@ func (d *decoder) set(lim Limits) (ORSet, error) {
 			return s, d.errorf("member %q not after %q", m, prev)
 		}
 		prev = m
-		ds, err := d.dots(bound(lim.MaxDots))
+		ds, err := d.dots(bound(lim.MaxDots), actors, used)
 		if err != nil {
 			return s, fmt.Errorf("member %q: %w", m, err)
 		}
@@ -343,12 +398,23 @@ func (d *decoder) set(lim Limits) (ORSet, error) {
 	if err := d.fixedArray(2, "context"); err != nil {
 		return s, err
 	}
-	if s.ctx.vv, err = d.vv(bound(lim.MaxVVEntries)); err != nil {
-		return s, err
+	vv, err := d.dots(math.MaxInt, actors, used) // duplicates are caught below
+	if err != nil {
+		return s, fmt.Errorf("vector: %w", err)
 	}
-	cloud, err := d.dots(bound(lim.MaxDots))
+	s.ctx.vv = make(VV, len(vv))
+	for i, dt := range vv {
+		if i > 0 && vv[i-1].Actor == dt.Actor {
+			return s, d.errorf("vector: actor %016x twice", dt.Actor)
+		}
+		s.ctx.vv[dt.Actor] = dt.Counter
+	}
+	cloud, err := d.dots(bound(lim.MaxDots), actors, used)
 	if err != nil {
 		return s, fmt.Errorf("cloud: %w", err)
+	}
+	if i := slices.Index(used, false); i >= 0 {
+		return s, d.errorf("actor %016x unused", actors[i])
 	}
 	for _, dt := range cloud {
 		if dt.Counter <= s.ctx.vv[dt.Actor]+1 {
@@ -356,12 +422,34 @@ func (d *decoder) set(lim Limits) (ORSet, error) {
 		}
 		s.ctx.insert(dt)
 	}
+	// The members' dots are in the context without being listed.
+	explicit := len(s.ctx.cloud)
+	for m, ds := range s.entries {
+		for _, dt := range ds {
+			if dt.Counter <= s.ctx.vv[dt.Actor] {
+				continue
+			}
+			if dt.Counter == s.ctx.vv[dt.Actor]+1 {
+				return s, d.errorf("member %q: dot %v extends the vector", m, dt)
+			}
+			if explicit > 0 {
+				if _, dup := s.ctx.cloud[dt]; dup {
+					return s, d.errorf("member %q: dot %v listed in the cloud", m, dt)
+				}
+			}
+			s.ctx.insert(dt)
+		}
+	}
+	if len(s.ctx.cloud) > bound(lim.MaxDots) {
+		return s, fmt.Errorf("%w: %d cloud dots, limit %d", d.tooLarge, len(s.ctx.cloud), bound(lim.MaxDots))
+	}
 	return s, nil
 }
 
 // dots reads a flat array of at most limit valid dots in strictly
-// increasing order.
-func (d *decoder) dots(limit int) ([]Dot, error) {
+// increasing order, actors given by index into actors; it marks the
+// actors used.
+func (d *decoder) dots(limit int, actors []ActorID, used []bool) ([]Dot, error) {
 	n, err := d.arrayLen(math.MaxInt, 1, "dot integers")
 	if err != nil {
 		return nil, err
@@ -374,7 +462,7 @@ func (d *decoder) dots(limit int) ([]Dot, error) {
 	}
 	ds := make([]Dot, 0, n/2)
 	for range n / 2 {
-		a, err := d.uint()
+		i, err := d.uint()
 		if err != nil {
 			return nil, err
 		}
@@ -382,9 +470,13 @@ func (d *decoder) dots(limit int) ([]Dot, error) {
 		if err != nil {
 			return nil, err
 		}
-		dt := Dot{ActorID(a), c}
+		if i >= uint64(len(actors)) {
+			return nil, d.errorf("actor index %d of %d", i, len(actors))
+		}
+		used[i] = true
+		dt := Dot{actors[i], c}
 		switch {
-		case !dt.Valid():
+		case c == 0:
 			return nil, d.errorf("invalid dot %v", dt)
 		case len(ds) > 0 && compareDots(ds[len(ds)-1], dt) >= 0:
 			return nil, d.errorf("dot %v not after %v", dt, ds[len(ds)-1])

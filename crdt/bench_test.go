@@ -164,3 +164,14 @@ func BenchmarkCounterJoin(b *testing.B) {
 		x.Join(y)
 	}
 }
+
+// BenchmarkSetPartitionHeal reports the bytes a 100k-member set's heal
+// ships as delta groups, per byte of changed members (the issue asks for at
+// most 2).
+func BenchmarkSetPartitionHeal(b *testing.B) {
+	for b.Loop() {
+		r := partitionHeal(b, 100_000, 1500)
+		b.ReportMetric(float64(r.sent), "sent-bytes")
+		b.ReportMetric(float64(r.sent)/float64(r.changed), "sent/changed")
+	}
+}

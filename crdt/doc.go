@@ -84,11 +84,14 @@
 // contiguous at their origin, and clouds only hold gaps in delivery.
 //
 // A counter's delta is one entry and a set's delta is one member with its
-// dots (one, after the first add), so they are O(change) bytes: an add to a
-// 100k-member set encodes in about 35 bytes plus the member. A register's
-// delta is the whole register (it is small, and version-vector contexts
-// need whole states). [ORSet.Join] copies the state, so joining a delta
-// with it costs O(state); [ORSet.Merge] applies a delta in place in
+// dot, so they are O(change) bytes: an add to a 100k-member set encodes in
+// the member plus about 15 bytes, a remove in about 15 bytes. Deltas fold
+// into delta groups of the same size as the changes: after a partition,
+// shipping each side's group sends about 1x the bytes of the changed
+// members (TestSetPartitionHealBytes, BenchmarkSetPartitionHeal). A
+// register's delta is the whole register (it is small, and version-vector
+// contexts need whole states). [ORSet.Join] copies the state, so joining a
+// delta with it costs O(state); [ORSet.Merge] applies a delta in place in
 // O(delta) once it has indexed a large set's dots.
 //
 // # Encodings
@@ -98,16 +101,20 @@
 // integer, array and bin headers:
 //
 //	1 register  the register format (see [Register.MarshalBinary])
-//	2 counter   [actor₁, inc₁, dec₁, …]          actors increasing, no 0 entry
-//	3 set       [[[member, [a₁, c₁, …]], …],   members increasing (bin)
-//	             [[a₁, c₁, …], [a₁, c₁, …]]]   context: vector, cloud
-//	4 map       [[name, value], …]              by (name, kind); value a bin
-//	                                            holding a tagged encoding
+//	2 counter   [actor₁, inc₁, dec₁, …]            actors increasing, no 0 entry
+//	3 set       [[actor₀, actor₁, …],             actor table, increasing
+//	             [[member, [i, c, …]], …],        members increasing (bin)
+//	             [[i, c, …], [i, c, …]]]          context: vector, cloud
+//	4 map       [[name, value], …]                by (name, kind); value a bin
+//	                                              holding a tagged encoding
 //
-// Dots in a member and in the cloud are strictly increasing by (actor,
-// counter); every member has a dot, no dot is in two members, the context
-// covers every member dot, and no cloud dot is covered by or adjacent to
-// its actor's prefix. A map field is never empty and never a map. The
+// In a set, a dot is a pair (i, c): index i into the actor table, counter
+// c. The table lists exactly the actors that appear. The encoded cloud
+// leaves out the members' dots, which the context holds anyway. Dots in a
+// member and in the cloud are strictly increasing by (actor, counter);
+// every member has a dot, no dot is in two members, and no cloud dot
+// (listed or a member's) is covered by or adjacent to its actor's prefix.
+// A map field is never empty and never a map. The
 // register's tag is its old format byte, so registers stored before these
 // types existed decode unchanged. [Limits] bounds every count and size.
 //

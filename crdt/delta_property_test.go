@@ -42,9 +42,11 @@ type deltaSim[T lattice[T]] struct {
 	mutate func(s *deltaSim[T], i int) T
 	// decode decodes an encoding made by MarshalBinary.
 	decode func([]byte) (T, error)
-	// merge, if set, applies a delta in place to a copy of a state; it
-	// must agree with Join.
-	merge func(state, delta T) T
+	// merge, if set, joins src into *dst in place. Each replica then has a
+	// twin that only ever merges in place what the replica joins; twins
+	// and replicas must stay equal.
+	merge func(dst *T, src T)
+	twins []T
 }
 
 func newDeltaSim[T lattice[T]](t *testing.T, seed uint64, mutate func(*deltaSim[T], int) T, decode func([]byte) (T, error)) *deltaSim[T] {
@@ -67,11 +69,7 @@ func (s *deltaSim[T]) step() {
 		before := s.replicas[i]
 		d := s.mutate(s, i)
 		after := before.Join(d)
-		if s.merge != nil {
-			if m := s.merge(before, d); !m.Equal(after) {
-				s.t.Fatalf("seed %d step %d: merge %v into %v gives %v, join %v", s.seed, s.steps, d, before, m, after)
-			}
-		}
+		s.mergeTwin(i, d)
 		if !after.Join(before).Equal(after) {
 			s.t.Fatalf("seed %d step %d: mutation not inflationary", s.seed, s.steps)
 		}
@@ -90,6 +88,7 @@ func (s *deltaSim[T]) step() {
 		k := s.rng.IntN(len(s.net))
 		m := s.net[k]
 		s.replicas[m.to] = s.replicas[m.to].Join(m.delta)
+		s.mergeTwin(m.to, m.delta)
 		s.pool = append(s.pool, s.replicas[m.to])
 		if s.rng.IntN(4) != 0 { // else delivered again later
 			s.net = slices.Delete(s.net, k, k+1)
@@ -100,9 +99,26 @@ func (s *deltaSim[T]) step() {
 			s.net = slices.Delete(s.net, k, k+1)
 		}
 	default: // anti-entropy: a whole state
+		s.mergeTwin(j, s.replicas[i])
 		s.replicas[j] = s.replicas[j].Join(s.replicas[i])
 		s.pool = append(s.pool, s.replicas[j])
 	}
+	for k, tw := range s.twins {
+		if !tw.Equal(s.replicas[k]) {
+			s.t.Fatalf("seed %d step %d: replica %d merged in place %v, joined %v", s.seed, s.steps, k, tw, s.replicas[k])
+		}
+	}
+}
+
+// mergeTwin merges src into replica i's twin.
+func (s *deltaSim[T]) mergeTwin(i int, src T) {
+	if s.merge == nil {
+		return
+	}
+	if s.twins == nil {
+		s.twins = make([]T, len(s.replicas))
+	}
+	s.merge(&s.twins[i], src)
 }
 
 // converge checks the final exchanges and returns the converged state.
@@ -258,11 +274,7 @@ func TestSetDeltaConvergenceAgainstModel(t *testing.T) {
 		m := &setModel{added: map[Dot]string{}, killed: map[Dot]bool{}}
 		s := newDeltaSim(t, seed, setMutation(m, []string{"a", "b", "c", "", "\x00", "long member"}),
 			func(b []byte) (ORSet, error) { return DecodeSet(b, Limits{}) })
-		s.merge = func(state, delta ORSet) ORSet {
-			c := state.Join(ORSet{}) // a private copy
-			c.Merge(delta)
-			return c
-		}
+		s.merge = (*ORSet).Merge
 		s.run(250)
 		final := s.converge()
 		want := map[string][]Dot{}
@@ -314,6 +326,7 @@ func TestMapDeltaConvergence(t *testing.T) {
 					[]byte(name), s.rng.IntN(4) == 0)
 			}
 		}, func(b []byte) (Map, error) { return DecodeMap(b, Limits{}) })
+		s.merge = (*Map).Merge
 		s.run(200)
 		final := s.converge()
 		for name, sum := range sums {

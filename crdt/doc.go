@@ -91,8 +91,9 @@
 // members (TestSetPartitionHealBytes, BenchmarkSetPartitionHeal). A
 // register's delta is the whole register (it is small, and version-vector
 // contexts need whole states). [ORSet.Join] copies the state, so joining a
-// delta with it costs O(state); [ORSet.Merge] applies a delta in place in
-// O(delta) once it has indexed a large set's dots.
+// delta with it costs O(state); [ORSet.Merge] and [Map.Merge] apply a
+// delta in place in O(delta) once a large set's dots are indexed (2.5 µs
+// for an add and a remove on a 100k-member set).
 //
 // # Encodings
 //
@@ -123,6 +124,6 @@
 // Registers, versions, version vectors, counters, sets and maps returned by
 // this package share memory with their inputs (values and contexts are not
 // copied by Join). Treat them as immutable; the methods never modify their
-// receivers or arguments, except [ORSet.Merge], which updates a set in
-// place for the caller that owns it.
+// receivers or arguments, except [ORSet.Merge] and [Map.Merge], which
+// update a value in place for the caller that owns it.
 package crdt

@@ -46,9 +46,11 @@ type Field struct {
 //
 // Canonical form, kept by every method: no field holds its kind's empty
 // value (a join with it changes nothing), and every field's value is
-// canonical. The zero Map is empty. Methods never modify their receiver.
+// canonical. The zero Map is empty. Methods other than Merge never modify
+// their receiver.
 type Map struct {
 	fields map[FieldKey]Value
+	owned  map[FieldKey]bool // set fields Merge copied and may update in place
 }
 
 // MapDelta returns the map holding only field name with value v: the delta
@@ -139,6 +141,45 @@ func (m Map) Join(o Map) Map {
 		out.fields = nil
 	}
 	return out
+}
+
+// Merge joins o into m in place; afterwards m equals the old m.Join(o).
+// Set fields are merged with [ORSet.Merge] (each is copied once, on its
+// first Merge), so a delta to a large set field costs O(delta), not
+// O(set). m must not share memory with another Map (one returned by Join,
+// a mutator or DecodeMap does not, except with its inputs, which Merge
+// does not modify); o is not modified.
+func (m *Map) Merge(o Map) {
+	if len(o.fields) == 0 {
+		return
+	}
+	if m.fields == nil {
+		m.fields = make(map[FieldKey]Value, len(o.fields))
+	}
+	if m.owned == nil {
+		m.owned = map[FieldKey]bool{}
+	}
+	for k, v := range o.fields {
+		cur, ok := m.fields[k]
+		switch {
+		case !ok:
+			m.fields[k] = v
+		case k.Kind == KindSet:
+			s := cur.(ORSet)
+			if !m.owned[k] {
+				s = s.Join(ORSet{}) // a private copy
+				m.owned[k] = true
+			}
+			s.Merge(v.(ORSet))
+			m.fields[k] = s
+		default:
+			j, err := JoinValues(cur, v)
+			if err != nil {
+				panic(fmt.Sprintf("crdt: map field %v: %v", k, err)) // the key holds the kind
+			}
+			m.fields[k] = j
+		}
+	}
 }
 
 // Get returns the value of field (name, kind).

@@ -25,7 +25,8 @@ import (
 //
 // Canonical form, kept by every method: every member has at least one dot,
 // no dot belongs to two members, and the context covers every stored dot.
-// The zero ORSet is empty. Methods never modify their receiver.
+// The zero ORSet is empty. Methods other than Merge never modify their
+// receiver.
 type ORSet struct {
 	entries map[string][]Dot // member -> its surviving dots, sorted
 	ctx     DotContext

@@ -148,7 +148,8 @@ func (m Map) Join(o Map) Map {
 // first Merge), so a delta to a large set field costs O(delta), not
 // O(set). m must not share memory with another Map (one returned by Join,
 // a mutator or DecodeMap does not, except with its inputs, which Merge
-// does not modify); o is not modified.
+// does not modify); o is not modified. Fields read from m before the Merge
+// may change with it.
 func (m *Map) Merge(o Map) {
 	if len(o.fields) == 0 {
 		return

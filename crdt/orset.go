@@ -82,7 +82,8 @@ func (s ORSet) Join(o ORSet) ORSet {
 // small context costs O(|o|) instead of a scan of s. s must not share
 // memory with another ORSet (a value returned by Join, Add, Remove or
 // DecodeSet does not, except with its inputs, which Merge does not modify);
-// o is not modified.
+// o is not modified. Values read from s before the Merge (Context aside)
+// may change with it.
 func (s *ORSet) Merge(o ORSet) { s.merge(o, true) }
 
 // merge is Merge; index says whether to build the dot index.

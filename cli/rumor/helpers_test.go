@@ -142,6 +142,13 @@ func testLogger() *slog.Logger {
 // until every node sees every other alive and owning its ranges.
 func startCluster(t testing.TB, size int) []*node.Node {
 	t.Helper()
+	return startClusterWith(t, size, nil)
+}
+
+// startClusterWith is startCluster with tweak applied to each node's
+// configuration before it opens.
+func startClusterWith(t testing.TB, size int, tweak func(*node.Config)) []*node.Node {
+	t.Helper()
 	var nodes []*node.Node
 	var seed string
 	for i := range size {
@@ -164,6 +171,9 @@ func startCluster(t testing.TB, size int) []*node.Node {
 		cfg.ReplicaTimeout = time.Second
 		cfg.NoSync = true
 		cfg.Logger = testLogger()
+		if tweak != nil {
+			tweak(cfg)
+		}
 		n, err := node.Open(cfg)
 		if err != nil {
 			t.Fatalf("open %s: %v", cfg.Name, err)

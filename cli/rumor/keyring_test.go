@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,46 +31,15 @@ func keyedCluster(t *testing.T, size int, key string, tokens ...node.Token) []*n
 	if err != nil {
 		t.Fatal(err)
 	}
-	var nodes []*node.Node
-	for i := range size {
-		cfg := node.DefaultConfig(fmt.Sprintf("n%d", i+1), t.TempDir())
-		cfg.Insecure = true // no gossip key, TLS or tokens here
-		cfg.BindAddr = freeAddr(t)
-		cfg.RPCAddr = "127.0.0.1:0"
-		cfg.HTTPAddr = "127.0.0.1:0"
-		cfg.GossipKeys = [][]byte{k}
-		cfg.Tokens = tokens
-		if i > 0 {
-			cfg.Join = []string{nodes[0].GossipAddr()}
-		}
-		cfg.Memberlist.ProbeInterval = 200 * time.Millisecond
-		cfg.Memberlist.ProbeTimeout = 100 * time.Millisecond
-		cfg.Memberlist.GossipInterval = 20 * time.Millisecond
-		cfg.Memberlist.PushPullInterval = time.Second
-		cfg.RejoinInterval = 300 * time.Millisecond
-		cfg.NoSync = true
-		cfg.Logger = testLogger()
-		n, err := node.Open(cfg)
-		if err != nil {
-			t.Fatalf("open %s: %v", cfg.Name, err)
-		}
-		t.Cleanup(func() { n.Close() })
-		nodes = append(nodes, n)
-	}
-	eventually(t, 10*time.Second, func() error {
-		for _, n := range nodes {
-			for _, m := range n.Members() {
-				if m.State != node.StateAlive {
-					return fmt.Errorf("%s sees %s %s", n.Name(), m.Name, m.State)
-				}
-			}
-			if got := len(n.Members()); got != size {
-				return fmt.Errorf("%s sees %d members", n.Name(), got)
-			}
-		}
-		return nil
+	return startClusterWith(t, size, func(c *node.Config) {
+		c.GossipKeys = [][]byte{k}
+		c.Tokens = tokens
+		// Encrypted gossip on a loaded machine: probes as patient as the
+		// defaults' suspicion, so no member is suspected meanwhile.
+		c.Memberlist.ProbeInterval = 200 * time.Millisecond
+		c.Memberlist.ProbeTimeout = 100 * time.Millisecond
+		c.Memberlist.SuspicionMult = node.DefaultConfig("", "").Memberlist.SuspicionMult
 	})
-	return nodes
 }
 
 // keyringJSON runs a keyring command with -o json and decodes its answer.

@@ -121,23 +121,7 @@ func TestAgent(t *testing.T) {
 		t.Errorf("a2 stderr %q lacks %q", a2.stderr, want)
 	}
 
-	eventually(t, 15*time.Second, func() error {
-		r := rumor(t, "members", "-o", "json", "--addr", http1)
-		if r.code != 0 {
-			return fmt.Errorf("%v", r)
-		}
-		ms := decode[[]node.MemberInfo](t, r)
-		alive := 0
-		for _, m := range ms {
-			if m.State == node.StateAlive && m.Status == node.StatusMember {
-				alive++
-			}
-		}
-		if alive != 2 {
-			return fmt.Errorf("%d of %d alive members (a joining node owns nothing yet): %+v", alive, len(ms), ms)
-		}
-		return nil
-	})
+	waitMembers(t, http1, 2) // a joining node owns nothing yet
 	ms := decode[[]node.MemberInfo](t, ok(t, "members", "-o", "json", "--addr", http2))
 	slices.SortFunc(ms, func(x, y node.MemberInfo) int { return strings.Compare(x.Name, y.Name) })
 	if len(ms) != 2 || ms[0].Name != "a1" || ms[1].Name != "a2" {

@@ -19,12 +19,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/rumorkv/rumor/node"
 )
 
 const docsDir = "../../docs"
@@ -792,25 +789,9 @@ func TestDocsThreeAgents(t *testing.T) {
 	}
 
 	// The cluster forms: every agent sees three alive members.
-	eventually(t, 30*time.Second, func() error {
-		for _, h := range https {
-			r := rumor(t, "members", "-o", "json", "--addr", h)
-			if r.code != 0 {
-				return fmt.Errorf("%v", r)
-			}
-			ms := decode[[]node.MemberInfo](t, r)
-			alive := 0
-			for _, m := range ms {
-				if m.State == node.StateAlive && m.Status == node.StatusMember {
-					alive++
-				}
-			}
-			if alive != 3 {
-				return fmt.Errorf("%s sees %d of %d members alive: %+v", h, alive, len(ms), ms)
-			}
-		}
-		return nil
-	})
+	for _, h := range https {
+		waitMembers(t, h, 3)
+	}
 
 	// The commands the guide gives to try it, on the moved addresses. The
 	// CLI's default address must be one of the agents'.
